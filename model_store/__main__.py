@@ -1,0 +1,3 @@
+from model_store.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Face detectors shared by the service and the trainer: OpenCV's Haar cascade and YuNet.
+
+Both detect on a copy downscaled to ``max_side`` pixels on its longer side and report boxes in the original
+image's pixels. The default working sizes were measured on a 1280x960 photo with faces of known sizes: the Haar
+cascade needs a face of about 24 px in the working image and YuNet about 12 px, so Haar at 640 px and YuNet at
+320 px both find faces down to about 1/13 of the image's longer side, while YuNet costs a tenth of the time.
+Raise ``max_side`` for group photos with small faces.
+
+OpenCV's detector objects keep per-call buffers (and YuNet its input size), so they are not safe to share
+between threads; each detector keeps one OpenCV object per thread and is itself safe to share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+import cv2
+import numpy as np
+
+from model_store.preprocess import Box, to_gray
+
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+)
+HAAR_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+
+T = TypeVar("T")
+
+
+class DetectorModelError(ValueError):
+    """A detector model file that is missing, unreadable or not the expected one."""
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box  # x, y, width, height in the original image's pixels
+    score: float  # detector confidence; higher is surer (see each detector for its scale)
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a grayscale, BGR or BGRA image, most confident first."""
+        ...
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy whose longer side is at most `max_side` and the factor from original to copy pixels."""
+    factor = max_side / max(image.shape[:2])
+    if factor >= 1.0:
+        return image, 1.0
+    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    return small, factor
+
+
+def to_original(box: np.ndarray, factor: float, width: int, height: int) -> Box:
+    """A detection box in working-copy pixels as an integer box inside the original image."""
+    bx, by, bw, bh = (float(value) / factor for value in box[:4])
+    x, y = round(max(0.0, bx)), round(max(0.0, by))
+    x1, y1 = round(min(float(width), bx + bw)), round(min(float(height), by + bh))
+    return x, y, max(1, x1 - x), max(1, y1 - y)
+
+
+class _PerThread(Generic[T]):
+    """One OpenCV object per thread, made on first use in that thread."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def get(self) -> T:
+        instance = getattr(self._local, "instance", None)
+        if instance is None:
+            instance = self._local.instance = self._make()
+        return instance
+
+
+class HaarDetector:
+    """Viola–Jones with OpenCV's frontal-face cascade, as the MicroExpNet paper preprocesses.
+
+    The score is the cascade's last-stage sum of the strongest of the merged detections: uncalibrated, higher
+    is surer, typically 2-10 for real faces.
+    """
+
+    name = "haar"
+
+    def __init__(
+        self,
+        max_side: int = 640,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: int = 24,
+        cascade: Path = HAAR_CASCADE,
+    ) -> None:
+        if not cascade.is_file():
+            raise DetectorModelError(f"Haar cascade {cascade} not found (opencv-python-headless 4.x ships it)")
+        self.max_side = max_side
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+        self._cascade = _PerThread(lambda: cv2.CascadeClassifier(str(cascade)))
+        if self._cascade.get().empty():
+            raise DetectorModelError(f"Haar cascade {cascade} could not be loaded")
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        small, factor = downscale(image, self.max_side)
+        # Histogram equalisation as in OpenCV's face detection sample: the cascade is sensitive to contrast.
+        gray = cv2.equalizeHist(to_gray(small))
+        boxes, _, weights = self._cascade.get().detectMultiScale3(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
+        height, width = image.shape[:2]
+        faces = [
+            Face(to_original(box, factor, width, height), float(weight))
+            for box, weight in zip(boxes, np.ravel(weights), strict=True)
+        ]
+        return sorted(faces, key=lambda face: -face.score)
+
+
+def verify_yunet_model(path: Path) -> Path:
+    """`path` if it is the YuNet 2023mar model, else a DetectorModelError saying what is wrong and where to get it."""
+    where = f"download {YUNET_FILE_NAME} from the OpenCV model zoo: {YUNET_URL}"
+    if not path.is_file():
+        raise DetectorModelError(f"YuNet model {path} not found; {where}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != YUNET_SHA256:
+        raise DetectorModelError(
+            f"YuNet model {path} has sha256 {digest}, expected {YUNET_SHA256} ({YUNET_FILE_NAME}); {where}"
+        )
+    return path
+
+
+class YuNetDetector:
+    """YuNet (Wu, Peng, Yu; libfacedetection) through OpenCV's FaceDetectorYN. The score is in [0, 1]."""
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        model_path: Path,
+        max_side: int = 320,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+    ) -> None:
+        model = str(verify_yunet_model(model_path))
+        self.max_side = max_side
+        self.score_threshold = score_threshold
+        self._net = _PerThread(
+            lambda: cv2.FaceDetectorYN.create(model, "", (max_side, max_side), score_threshold, nms_threshold, 5000)
+        )
+        self._net.get()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        small, factor = downscale(image, self.max_side)
+        if small.ndim == 3 and small.shape[2] >= 3 and small.dtype == np.uint8:
+            bgr = small[:, :, :3]
+        else:
+            bgr = cv2.cvtColor(to_gray(small), cv2.COLOR_GRAY2BGR)
+        net = self._net.get()
+        net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = net.detect(np.ascontiguousarray(bgr))
+        if rows is None:
+            return []
+        height, width = image.shape[:2]
+        # Rows are x, y, w, h, five landmarks (x, y), score.
+        faces = [Face(to_original(row[:4], factor, width, height), float(row[-1])) for row in rows]
+        return sorted(faces, key=lambda face: -face.score)

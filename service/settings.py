@@ -1,0 +1,64 @@
+"""Service configuration: environment variables prefixed ``MICROEXP_``, mirrored by ``python -m service`` flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_store.faces import verify_yunet_model
+from model_store.metadata import DEFAULT_FAMILY, Size, parse_size
+
+# The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
+DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
+
+DetectorName = Literal["haar", "yunet"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MICROEXP_", frozen=True, extra="ignore")
+
+    store: Path = Field(DEFAULT_STORE, description="model store folder (a Triton model repository)")
+    family: str = Field(DEFAULT_FAMILY, description="model family served")
+    default_size: Size = Field("M", description="size used when a request names none")
+    detector: DetectorName | None = Field(
+        None, description="default face detector; unset: yunet when yunet_model is set, else haar"
+    )
+    yunet_model: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx (sha256 checked)")
+    haar_max_side: int = Field(640, ge=64, le=4096, description="Haar works on a copy this long at most")
+    yunet_max_side: int = Field(320, ge=64, le=4096, description="YuNet works on a copy this long at most")
+    yunet_score_threshold: float = Field(0.6, gt=0, lt=1)
+    max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) decoded")
+    ort_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
+    reload_interval: float = Field(5.0, ge=0, description="seconds between store checks (0: only /admin/reload)")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("default_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("yunet_model")
+    @classmethod
+    def _yunet(cls, path: Path | None) -> Path | None:
+        # Checked here so that a wrong file stops the server at start with a clear message.
+        return None if path is None else verify_yunet_model(path)
+
+    @model_validator(mode="after")
+    def _detector_available(self) -> Settings:
+        if self.detector == "yunet" and self.yunet_model is None:
+            raise ValueError("detector 'yunet' needs MICROEXP_YUNET_MODEL (face_detection_yunet_2023mar.onnx)")
+        return self
+
+    @property
+    def default_detector(self) -> DetectorName:
+        if self.detector is not None:
+            return self.detector
+        return "yunet" if self.yunet_model is not None else "haar"

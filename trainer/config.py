@@ -1,0 +1,59 @@
+"""Run configuration: everything that determines a training run, saved as config.json in its run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from model_store.preprocess import PreprocessSpec
+from trainer.augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    temperature: float
+    kd_lambda: float = 0.5
+    teacher: str = ""  # teacher checkpoint path, for provenance
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 50
+    batch_size: int = 64
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    label_smoothing: float = 0.0
+    patience: int | None = None  # early stopping on validation accuracy; None trains every epoch
+    seed: int = 0
+    channels_last: bool = False
+    kd: KDConfig | None = None
+    dataset: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["preprocess"] = self.preprocess.model_dump()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["preprocess"] = PreprocessSpec(**data["preprocess"])
+        data["augment"] = AugmentConfig(**data["augment"])
+        data["kd"] = KDConfig(**data["kd"]) if data.get("kd") else None
+        return cls(**data)
+
+
+def spec_for(input_size: int, native_size: int = 48) -> PreprocessSpec:
+    """Input ``input_size``, cropped (8 crops in training, centre in use) from faces resized to 8/7 of it."""
+    return PreprocessSpec(input_size=input_size, resize_size=round(input_size * 8 / 7), native_size=native_size)
+
+
+STUDENT_SPEC = spec_for(84)  # the paper's 84x84 students
+TEACHER_SPEC = spec_for(48)  # FER2013's native resolution

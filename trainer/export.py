@@ -1,0 +1,135 @@
+"""Checkpoint → ONNX (dynamic batch axis), checked before anything is published.
+
+The exported graph is validated with ``onnx.checker`` and run with onnxruntime beside the PyTorch model on the
+same real faces; an export whose logits differ by more than ``PARITY_TOLERANCE`` is refused.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from model_store.metadata import Metrics, ModelDraft, Provenance, TensorSpec
+from model_store.preprocess import PreprocessSpec, face_input, to_tensor
+from trainer.checkpoint import ModelCheckpoint
+from trainer.data import DatasetError, open_dataset
+from trainer.models import count_parameters
+
+PARITY_TOLERANCE = 1e-4
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+class ExportError(RuntimeError):
+    """The exported model is invalid or does not compute what the checkpoint computes."""
+
+
+def export_onnx(model: nn.Module, spec: PreprocessSpec, path: Path) -> None:
+    model = model.eval()
+    example = torch.zeros(2, 1, spec.input_size, spec.input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's chatter about its own internals
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def check_parity(model: nn.Module, path: Path, inputs: np.ndarray) -> float:
+    """Max absolute logit difference between torch and onnxruntime; raises ExportError above tolerance."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(inputs)).numpy()
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
+    diff = float(np.abs(expected - got).max())
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"onnxruntime and torch differ by {diff:.2e} (> {PARITY_TOLERANCE:g}) on {path}")
+    return diff
+
+
+def parity_faces(checkpoint: ModelCheckpoint, count: int = 64) -> np.ndarray:
+    """Real faces for the parity check: the validation split of the dataset the model was trained on, when it is
+    readable here; otherwise deterministic synthetic faces (smooth random fields) with a warning."""
+    dataset = str(checkpoint.provenance.get("dataset") or "")
+    try:
+        splits = open_dataset(dataset)
+        faces = (splits.get("val") or next(iter(splits.values()))).images[:count]
+    except DatasetError:
+        warnings.warn(f"training data {dataset!r} not readable: parity checked on synthetic images", stacklevel=2)
+        rng = np.random.default_rng(0)
+        faces = np.stack([np.kron(rng.integers(0, 256, (6, 6)), np.ones((8, 8))) for _ in range(count)])
+        faces = faces.astype(np.uint8)
+    return np.stack([face_input(face, checkpoint.preprocess) for face in faces])
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def family_and_size(arch: str) -> tuple[str, str]:
+    family, _, size = arch.rpartition("_")
+    if not family or size.upper() not in ("M", "S", "XS", "XXS"):
+        raise ExportError(f"{arch!r} is not a size tier of a student family (expected e.g. microexpnet_xxs)")
+    return family, size.upper()
+
+
+def export_checkpoint(
+    checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None, metrics: Metrics | None = None
+) -> tuple[Path, ModelDraft]:
+    """Export a student's ``best.pt`` into ``out_dir/model.onnx``; returns it with the draft metadata to publish."""
+    checkpoint = ModelCheckpoint.load(checkpoint_path)
+    family, size = family_and_size(checkpoint.arch)
+    model = checkpoint.build_model()
+    spec = checkpoint.preprocess
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.onnx"
+    export_onnx(model, spec, path)
+    inputs = to_tensor(faces if faces is not None else parity_faces(checkpoint), spec)
+    check_parity(model, path, inputs)
+    provenance = checkpoint.provenance
+    draft = ModelDraft(
+        family=family,
+        size=size,
+        architecture=checkpoint.arch,
+        parameters=count_parameters(model),
+        labels=checkpoint.labels,
+        input=TensorSpec(name=INPUT_NAME, shape=[-1, 1, spec.input_size, spec.input_size]),
+        output=TensorSpec(name=OUTPUT_NAME, shape=[-1, len(checkpoint.labels)]),
+        preprocess=spec,
+        provenance=Provenance(
+            **{
+                k: provenance.get(k)
+                for k in ("dataset", "split", "teacher", "temperature", "kd_lambda", "epochs", "seed")
+            },
+            git_commit=_git_commit(),
+        ),
+        metrics=metrics or Metrics(val_accuracy=checkpoint.metrics.get("val_accuracy")),
+    )
+    return path, draft

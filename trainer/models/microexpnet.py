@@ -1,0 +1,115 @@
+"""MicroExpNet students (Cugu, Sener, Akbas, IPTA 2019), as the authors' TensorFlow implementation computes them.
+
+conv1 16@8x8/2 → max-pool 2x2 → conv2 32@4x4/2 → max-pool 2x2 → fc1 → dropout 0.5 → fc2, ReLU after each conv
+and fc1, TensorFlow "SAME" padding everywhere. SAME is asymmetric for stride 2 on odd sizes (the extra row/column
+goes bottom/right), which PyTorch's ``padding="same"`` does not reproduce, so the pads are computed explicitly.
+The flatten before fc1 is in NHWC order so the authors' released weights load unchanged.
+
+Pooling variants of the paper's Table II: ``p12`` (both pools, the default), ``p1`` (first only), ``p2`` (second
+only), ``v`` (none). Where a pool is removed, the convolution before it takes stride 4 instead of 2, so the feature
+map reaching fc1 has the same size and every variant has exactly the same parameter count: the comparison isolates
+the pooling itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models.registry import register_model
+
+SIZES: dict[str, int] = {"M": 768, "S": 192, "XS": 96, "XXS": 48}  # fc1 units (the paper's Table I)
+Pooling = Literal["v", "p1", "p2", "p12"]
+POOLINGS: tuple[str, ...] = ("v", "p1", "p2", "p12")
+
+
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """TensorFlow SAME: (output size, pad before, pad after) along one axis."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow SAME padding for a fixed input size."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, in_size: int) -> None:
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0)
+        self.out_size, before, after = same_pads(in_size, kernel, stride)
+        self.pads = (before, after, before, after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pads))
+
+
+class SameMaxPool2d(nn.Module):
+    """2x2/2 max-pool with TensorFlow SAME padding (pads with -inf, so padded cells never win)."""
+
+    def __init__(self, in_size: int) -> None:
+        super().__init__()
+        self.out_size, before, after = same_pads(in_size, 2, 2)
+        self.pads = (before, after, before, after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pads):
+            x = F.pad(x, self.pads, value=float("-inf"))
+        return F.max_pool2d(x, 2, 2)
+
+
+class MicroExpNet(nn.Module):
+    def __init__(
+        self,
+        fc_units: int,
+        num_classes: int = 8,
+        input_size: int = 84,
+        pooling: Pooling = "p12",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        pool1, pool2 = pooling in ("p1", "p12"), pooling in ("p2", "p12")
+        self.input_size = input_size
+        self.conv1 = SameConv2d(1, 16, 8, 2 if pool1 else 4, input_size)
+        size = self.conv1.out_size
+        self.pool1 = SameMaxPool2d(size) if pool1 else nn.Identity()
+        size = self.pool1.out_size if pool1 else size
+        self.conv2 = SameConv2d(16, 32, 4, 2 if pool2 else 4, size)
+        size = self.conv2.out_size
+        self.pool2 = SameMaxPool2d(size) if pool2 else nn.Identity()
+        size = self.pool2.out_size if pool2 else size
+        self.fc1 = nn.Linear(32 * size * size, fc_units)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(fc_units, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool1(F.relu(self.conv1(x)))
+        h = self.pool2(F.relu(self.conv2(h)))
+        h = h.permute(0, 2, 3, 1).flatten(1)  # NHWC order, as TensorFlow flattens
+        h = self.dropout(F.relu(self.fc1(h)))
+        return self.fc2(h)
+
+
+def microexpnet(size: str, **kwargs: object) -> MicroExpNet:
+    size = size.upper()
+    if size not in SIZES:
+        raise ValueError(f"unknown MicroExpNet size {size!r}; sizes: {', '.join(SIZES)}")
+    return MicroExpNet(SIZES[size], **kwargs)  # type: ignore[arg-type]
+
+
+def _register(size: str) -> None:
+    @register_model(f"microexpnet_{size.lower()}")
+    def factory(**kwargs: object) -> MicroExpNet:
+        return microexpnet(size, **kwargs)
+
+
+for _size in SIZES:
+    _register(_size)

@@ -1,0 +1,192 @@
+"""The training loop: vanilla (labels only) or knowledge distillation from cached teacher logits.
+
+Every epoch writes ``last.pt`` (exact resume: model, optimizer, scheduler, RNG states, history) and, when validation
+accuracy improves, ``best.pt``. Re-running the same command on the same run directory continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from trainer.augment import augment_batch
+from trainer.checkpoint import ModelCheckpoint
+from trainer.config import TrainConfig
+from trainer.data import FaceDataset
+from trainer.distill import kd_loss
+from trainer.evaluate import predict_logits, prepare_grids
+from trainer.models import count_parameters, create_model
+
+
+class ResumeError(ValueError):
+    """A run directory whose saved configuration differs from the one asked for."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_accuracy: float
+    epochs_run: int
+    parameters: int
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def fit(
+    config: TrainConfig,
+    train: FaceDataset,
+    val: FaceDataset,
+    run_dir: Path,
+    teacher_logits: torch.Tensor | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) a model. ``teacher_logits`` [N, 2, C] are the teacher's logits for each training face,
+    unflipped and flipped, required when ``config.kd`` is set."""
+    if (config.kd is None) != (teacher_logits is None):
+        raise ValueError("teacher logits are needed exactly when the config asks for knowledge distillation")
+    if teacher_logits is not None and teacher_logits.shape[:2] != (len(train), 2):
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match {len(train)} training faces")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
+        raise ResumeError(f"{run_dir} holds a run with another configuration; use a new --run-dir")
+    _write_json(config_path, config.to_dict())
+
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, num_classes=len(train.classes), **config.model_kwargs)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = _optimizer(config, model)
+    scheduler = _scheduler(config, optimizer)
+    generator = torch.Generator().manual_seed(config.seed)
+    state = {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": 0, "stale": 0}
+
+    last = run_dir / "last.pt"
+    if last.exists():
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = saved["state"]
+
+    spec = config.preprocess
+    train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
+    labels = torch.from_numpy(train.labels)
+    spec_dict = spec.model_dump()
+    while state["epoch"] < config.epochs and (config.patience is None or state["stale"] < config.patience):
+        epoch = state["epoch"] + 1
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        total_loss, correct = 0.0, 0
+        batches = range(0, len(order), config.batch_size)
+        bar = tqdm(batches, desc=f"{run_dir.name} epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for start in bar:
+            index = order[start : start + config.batch_size]
+            x, flipped = augment_batch(train_grids[index], spec, config.augment, generator)
+            x = x.contiguous(memory_format=memory_format)
+            logits = model(x)
+            y = labels[index]
+            if config.kd is not None and teacher_logits is not None:
+                teacher = teacher_logits[index, flipped.long()]
+                loss = kd_loss(logits, teacher, y, config.kd.temperature, config.kd.kd_lambda)
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(index)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.set_postfix(loss=f"{total_loss / (start + len(index)):.3f}")
+        scheduler.step()
+        val_logits = predict_logits(model, val_grids, spec)
+        val_acc = float((val_logits.argmax(1).numpy() == val.labels).mean())
+        state["history"].append(
+            {
+                "epoch": epoch,
+                "train_loss": total_loss / len(train),
+                "train_accuracy": correct / len(train),
+                "val_accuracy": val_acc,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        state["epoch"] = epoch
+        if val_acc > state["best_val"]:
+            state.update(best_val=val_acc, best_epoch=epoch, stale=0)
+            ModelCheckpoint(
+                arch=config.arch,
+                model_kwargs=config.model_kwargs,
+                state_dict={k: v.contiguous() for k, v in model.state_dict().items()},
+                labels=list(train.classes),
+                preprocess=spec,
+                provenance={
+                    "dataset": config.dataset or train.name,
+                    "split": train.name,
+                    "epochs": epoch,
+                    "seed": config.seed,
+                    "teacher": config.kd.teacher if config.kd else None,
+                    "temperature": config.kd.temperature if config.kd else None,
+                    "kd_lambda": config.kd.kd_lambda if config.kd else None,
+                    "config": {**config.to_dict(), "preprocess": spec_dict},
+                },
+                metrics={"val_accuracy": val_acc},
+            ).save(run_dir / "best.pt")
+        else:
+            state["stale"] += 1
+        tmp = last.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "state": state,
+            },
+            tmp,
+        )
+        tmp.replace(last)
+        _write_json(
+            run_dir / "metrics.json",
+            {
+                "history": state["history"],
+                "best_epoch": state["best_epoch"],
+                "best_val_accuracy": state["best_val"],
+            },
+        )
+        if progress:
+            print(
+                f"{run_dir.name} epoch {epoch}: loss {total_loss / len(train):.4f} "
+                f"train {correct / len(train):.4f} val {val_acc:.4f} ({state['history'][-1]['seconds']:.0f}s)",
+                flush=True,
+            )
+    return TrainResult(run_dir, state["best_epoch"], state["best_val"], state["epoch"], count_parameters(model))
