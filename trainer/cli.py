@@ -1,21 +1,25 @@
-"""``python -m trainer``: train teachers and students, sweep temperatures, cross-validate, evaluate, report."""
+"""``python -m trainer``: train teachers and students, sweep temperatures, cross-validate, evaluate, import the
+paper authors' weights. Every training command resumes when run again with the same --run-dir."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model_store.preprocess import PreprocessSpec
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
-from trainer.config import STUDENT_SPEC, TEACHER_SPEC, KDConfig, TrainConfig, spec_for
+from trainer.config import STUDENT_SPEC, KDConfig, TrainConfig, spec_for
 from trainer.data import DatasetError, FaceDataset, open_dataset
+from trainer.experiments import cross_validate, sweep_temperatures, train_run
 from trainer.models.microexpnet import POOLINGS, SIZES
-from trainer.train import ResumeError, fit
+from trainer.train import ResumeError
 
 TEMPERATURES = (2.0, 4.0, 8.0, 16.0, 20.0, 32.0, 64.0)
 
@@ -51,6 +55,16 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> None:
+    parser.add_argument("--size", default="all", help="M, S, XS, XXS or all")
+    parser.add_argument("--pooling", choices=POOLINGS, default="p12", help="the paper's Table II variants")
+    parser.add_argument(
+        "--teacher", type=Path, required=kd_required, help="teacher best.pt; without it the student learns from labels"
+    )
+    parser.add_argument("--temperature", type=float, default=8.0)
+    parser.add_argument("--kd-lambda", type=float, default=0.5)
+
+
 def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: object) -> TrainConfig:
     return TrainConfig(
         arch=arch,
@@ -70,40 +84,99 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
     )
 
 
-def _train_val(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset]:
+def _student_config(args: argparse.Namespace, size: str, kd: KDConfig | None) -> TrainConfig:
+    return _config(args, f"microexpnet_{size.lower()}", STUDENT_SPEC, model_kwargs={"pooling": args.pooling}, kd=kd)
+
+
+def _splits(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
     splits = open_dataset(args.data, args.subject_pattern)
     if "train" not in splits:
         raise CLIError(f"{args.data} has no train/val split; use `cv` for single-folder datasets")
-    return splits["train"], splits["val"]
-
-
-def cmd_teacher(args: argparse.Namespace) -> None:
-    train, val = _train_val(args)
-    spec = spec_for(args.input_size)
-    config = _config(args, args.arch, spec, channels_last=True)
-    result = fit(config, train, val, args.run_dir, progress=not args.quiet)
-    print(json.dumps({"run_dir": str(result.run_dir), "best_val_accuracy": result.best_val_accuracy}))
+    return splits["train"], splits["val"], splits.get("test")
 
 
 def _sizes(value: str) -> list[str]:
-    return list(SIZES) if value.lower() == "all" else [value.upper()]
+    if value.lower() == "all":
+        return list(SIZES)
+    if value.upper() not in SIZES:
+        raise CLIError(f"unknown size {value!r}; sizes: {', '.join(SIZES)} or all")
+    return [value.upper()]
+
+
+def _size_dir(args: argparse.Namespace, size: str) -> Path:
+    return args.run_dir / size.lower() if args.size.lower() == "all" else args.run_dir
+
+
+def _teacher_logits(args: argparse.Namespace, train: FaceDataset) -> torch.Tensor | None:
+    if args.teacher is None:
+        return None
+    from trainer.teacher_logits import teacher_logits
+
+    try:
+        return teacher_logits(args.teacher, train)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _print(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_teacher(args: argparse.Namespace) -> None:
+    train, val, test = _splits(args)
+    config = _config(args, args.arch, spec_for(args.input_size), channels_last=True)
+    _print(train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet))
 
 
 def cmd_student(args: argparse.Namespace) -> None:
-    train, val = _train_val(args)
-    logits = None
-    if args.teacher is not None:
-        from trainer.teacher_logits import teacher_logits
-
-        logits = teacher_logits(args.teacher, train)
+    train, val, test = _splits(args)
+    logits = _teacher_logits(args, train)
+    kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, str(args.teacher))
     for size in _sizes(args.size):
-        kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, str(args.teacher))
-        config = _config(
-            args, f"microexpnet_{size.lower()}", STUDENT_SPEC, model_kwargs={"pooling": args.pooling}, kd=kd
+        config = _student_config(args, size, kd)
+        result = train_run(config, train, val, _size_dir(args, size), logits=logits, test=test, progress=not args.quiet)
+        _print({"size": size} | {k: v for k, v in result.items() if k != "test"})
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    train, val, test = _splits(args)
+    logits = _teacher_logits(args, train)
+    for size in _sizes(args.size):
+        base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, str(args.teacher)))
+        best, results = sweep_temperatures(
+            base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet
         )
-        run_dir = args.run_dir / size.lower() if args.size.lower() == "all" else args.run_dir
-        result = fit(config, train, val, run_dir, logits, progress=not args.quiet)
-        print(json.dumps({"size": size, "run_dir": str(run_dir), "best_val_accuracy": result.best_val_accuracy}))
+        _print(
+            {"size": size, "best_temperature": best, "val_accuracy": {t: r["val_accuracy"] for t, r in results.items()}}
+        )
+
+
+def cmd_cv(args: argparse.Namespace) -> None:
+    splits = open_dataset(args.data, args.subject_pattern)
+    dataset = splits.get("all") or next(iter(splits.values()))
+    teacher = None
+    if args.kd:
+        teacher = replace(
+            _config(args, args.teacher_arch, spec_for(48), channels_last=True),
+            epochs=args.teacher_epochs,
+            lr=args.teacher_lr,
+        )
+    for size in _sizes(args.size):
+        kd = KDConfig(args.temperature, args.kd_lambda, f"{args.teacher_arch} per fold") if args.kd else None
+        name = f"{size.lower()}-{args.pooling}-{'kd-T' + format(args.temperature, 'g') if args.kd else 'vanilla'}"
+        try:
+            cv = cross_validate(
+                dataset,
+                _student_config(args, size, kd),
+                args.run_dir / name,
+                folds=args.folds,
+                mode=args.mode,
+                teacher=teacher,
+                progress=not args.quiet,
+            )
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        _print({"size": size, "mode": args.mode, "folds": args.folds, "mean": cv.mean, "std": cv.std})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -117,29 +190,57 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if list(dataset.classes) != checkpoint.labels:
         raise CLIError(f"checkpoint predicts {checkpoint.labels}, the dataset has {list(dataset.classes)}")
     metrics = evaluate(checkpoint.build_model(), dataset, checkpoint.preprocess, args.views, args.views == "eight")
-    print(json.dumps(metrics.to_dict(), indent=2))
+    _print(metrics.to_dict())
+
+
+def cmd_import_official(args: argparse.Namespace) -> None:
+    """The authors' released CK+/Oulu-CASIA weights as a checkpoint of ours (raw 0..255 input, plain resize)."""
+    from model_store.labels import CANONICAL_LABELS
+    from trainer.models import create_model
+    from trainer.models.microexpnet import load_tf_weights
+
+    model = load_tf_weights(create_model("microexpnet_xxs", num_classes=8), dict(np.load(args.weights)))
+    spec = PreprocessSpec(input_size=84, resize_size=84, native_size=None, scale=1.0)
+    provenance = {"dataset": f"official weights {args.weights.name}", "teacher": "Inception-v3 (authors)"}
+    ModelCheckpoint("microexpnet_xxs", {}, model.state_dict(), list(CANONICAL_LABELS), spec, provenance).save(args.out)
+    _print({"checkpoint": str(args.out)})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    teacher = commands.add_parser("teacher", help="train a teacher network on a dataset with train/val splits")
+    teacher = commands.add_parser("teacher", help="train a teacher on a dataset with train/val(/test) splits")
     _add_data(teacher)
     teacher.add_argument("--arch", default="fer_vgg", help="registered teacher architecture (fer_vgg, inception_v3)")
-    teacher.add_argument("--input-size", type=int, default=TEACHER_SPEC.input_size)
+    teacher.add_argument("--input-size", type=int, default=48)
     _add_training(teacher, epochs=30, lr=1e-3)
     teacher.set_defaults(handler=cmd_teacher)
 
     student = commands.add_parser("student", help="train MicroExpNet students, vanilla or by KD from a teacher")
     _add_data(student)
-    student.add_argument("--size", default="all", help="M, S, XS, XXS or all")
-    student.add_argument("--pooling", choices=POOLINGS, default="p12")
-    student.add_argument("--teacher", type=Path, help="teacher best.pt; without it the student trains on labels")
-    student.add_argument("--temperature", type=float, default=8.0)
-    student.add_argument("--kd-lambda", type=float, default=0.5)
+    _add_student(student)
     _add_training(student, epochs=50, lr=1e-4)
     student.set_defaults(handler=cmd_student)
+
+    sweep = commands.add_parser("sweep", help="KD students at several temperatures; validation accuracy picks T")
+    _add_data(sweep)
+    _add_student(sweep, kd_required=True)
+    sweep.add_argument("--temperatures", type=lambda s: [float(t) for t in s.split(",")], default=list(TEMPERATURES))
+    _add_training(sweep, epochs=50, lr=1e-4)
+    sweep.set_defaults(handler=cmd_sweep)
+
+    cv = commands.add_parser("cv", help="k-fold cross-validation (subject-independent or random) of students")
+    _add_data(cv)
+    _add_student(cv)
+    cv.add_argument("--folds", type=int, default=10)
+    cv.add_argument("--mode", choices=("subject", "random"), default="subject")
+    cv.add_argument("--kd", action="store_true", help="distil from a teacher trained on each fold")
+    cv.add_argument("--teacher-arch", default="fer_vgg")
+    cv.add_argument("--teacher-epochs", type=int, default=30)
+    cv.add_argument("--teacher-lr", type=float, default=1e-3)
+    _add_training(cv, epochs=100, lr=1e-4)
+    cv.set_defaults(handler=cmd_cv)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class precision/recall, confusion matrix")
     evaluate.add_argument("checkpoint", type=Path)
@@ -148,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--views", choices=("centre", "eight"), default="centre")
     evaluate.add_argument("--threads", type=int, default=None)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    official = commands.add_parser("import-official", help="the paper authors' released weights as a checkpoint")
+    official.add_argument("weights", type=Path, help="ck.npz or oulucasia.npz (wc1, bc1, ..., wo, bo)")
+    official.add_argument("--out", type=Path, required=True)
+    official.set_defaults(handler=cmd_import_official)
     return parser
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -113,3 +114,20 @@ def _register(size: str) -> None:
 
 for _size in SIZES:
     _register(_size)
+
+
+def load_tf_weights(model: MicroExpNet, weights: dict[str, np.ndarray]) -> MicroExpNet:
+    """Load the authors' released TensorFlow tensors (``wc1, bc1, wc2, bc2, wfc, bfc, wo, bo``; kernels HWIO,
+    dense [in, out]). Our flatten is NHWC like theirs, so ``wfc`` needs only a transpose."""
+    conv = {"wc1": model.conv1, "wc2": model.conv2}
+    dense = {"wfc": model.fc1, "wo": model.fc2}
+    biases = {"wc1": "bc1", "wc2": "bc2", "wfc": "bfc", "wo": "bo"}
+    with torch.no_grad():
+        for key, layer in {**conv, **dense}.items():
+            tensor = torch.from_numpy(np.asarray(weights[key], dtype=np.float32))
+            tensor = tensor.permute(3, 2, 0, 1) if key in conv else tensor.T
+            if tensor.shape != layer.weight.shape:
+                raise ValueError(f"{key}: shape {tuple(tensor.shape)} does not fit {tuple(layer.weight.shape)}")
+            layer.weight.copy_(tensor)
+            layer.bias.copy_(torch.from_numpy(np.asarray(weights[biases[key]], dtype=np.float32)))
+    return model

@@ -1,0 +1,107 @@
+"""Training loop, resume, cross-validation folds and the CLI end to end on small real subsets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fer_subset import fer_subset
+
+from model_store.store import ModelStore
+from trainer.augment import AugmentConfig, augment_batch
+from trainer.cli import main
+from trainer.config import STUDENT_SPEC, TrainConfig
+from trainer.crossval import make_folds
+from trainer.data import load_ckplus_folder, load_fer2013_folder
+from trainer.export import export_checkpoint
+from trainer.train import ResumeError, fit
+
+
+@pytest.fixture(scope="module")
+def small_fer(fer2013_dir, tmp_path_factory):
+    return fer_subset(fer2013_dir, tmp_path_factory.mktemp("fer") / "fer2013", per_class=12)
+
+
+def _states_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_reproduces_an_uninterrupted_run(small_fer, tmp_path):
+    splits = load_fer2013_folder(small_fer)
+    config = TrainConfig(arch="microexpnet_xxs", preprocess=STUDENT_SPEC, epochs=3, lr=1e-3, seed=3)
+    fit(config, splits["train"], splits["val"], tmp_path / "straight", progress=False)
+    interrupted = TrainConfig(**{**config.__dict__, "epochs": 1})
+    fit(interrupted, splits["train"], splits["val"], tmp_path / "resumed", progress=False)
+    # the run is "continued" with the full epoch budget: rewrite its config as the longer run's
+    (tmp_path / "resumed" / "config.json").write_text(json.dumps(config.to_dict()))
+    fit(config, splits["train"], splits["val"], tmp_path / "resumed", progress=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert _states_equal(a["model"], b["model"])
+    assert a["state"]["history"][-1]["val_accuracy"] == b["state"]["history"][-1]["val_accuracy"]
+    assert len(b["state"]["history"]) == 3
+
+
+def test_a_run_directory_refuses_another_configuration(small_fer, tmp_path):
+    splits = load_fer2013_folder(small_fer)
+    config = TrainConfig(arch="microexpnet_xxs", preprocess=STUDENT_SPEC, epochs=1)
+    fit(config, splits["train"], splits["val"], tmp_path, progress=False)
+    with pytest.raises(ResumeError):
+        fit(TrainConfig(**{**config.__dict__, "lr": 0.5}), splits["train"], splits["val"], tmp_path, progress=False)
+
+
+def test_eight_crop_augmentation_picks_only_the_papers_crops():
+    grids = torch.arange(96 * 96, dtype=torch.int64).reshape(1, 96, 96).repeat(64, 1, 1)
+    grids = (grids % 251).to(torch.uint8)
+    x, flipped = augment_batch(grids, STUDENT_SPEC, AugmentConfig(flip=True), torch.Generator().manual_seed(0))
+    assert x.shape == (64, 1, 84, 84) and x.dtype == torch.float32
+    allowed = []
+    for top, left in [(0, 0), (0, 12), (12, 0), (12, 12), (0, 6), (6, 0), (6, 12), (12, 6)]:
+        crop = grids[0, top : top + 84, left : left + 84].float() / 255
+        allowed += [crop, crop.flip(-1)]
+    for view, was_flipped in zip(x[:, 0], flipped, strict=True):
+        matches = [i for i, a in enumerate(allowed) if torch.allclose(view, a)]
+        assert matches and (matches[0] % 2 == 1) == bool(was_flipped)
+    assert 0 < flipped.sum() < 64
+
+
+@pytest.mark.parametrize("mode", ["subject", "random"])
+def test_folds_cover_everything_once_and_subject_folds_never_share_a_subject(ckplus_dir, mode):
+    data = load_ckplus_folder(ckplus_dir)
+    folds = make_folds(data, 10, mode, seed=0)
+    tested = np.concatenate([f.test for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(data)))
+    for fold in folds:
+        assert len(np.intersect1d(fold.train, fold.test)) == 0
+        assert len(fold.train) + len(fold.test) == len(data)
+        shared = set(data.subjects[fold.train]) & set(data.subjects[fold.test])
+        if mode == "subject":
+            assert not shared
+    if mode == "random":  # random folds do mix subjects, which is why the paper avoids them
+        assert any(set(data.subjects[f.train]) & set(data.subjects[f.test]) for f in folds)
+
+
+def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
+    data = f"fer2013:{small_fer}"
+    common = ["--data", data, "--epochs", "2", "--quiet", "--batch-size", "32"]
+    assert main(["teacher", *common, "--run-dir", str(tmp_path / "teacher"), "--lr", "0.01", "--optimizer", "sgd"]) == 0
+    teacher = tmp_path / "teacher" / "best.pt"
+    assert teacher.exists() and (tmp_path / "teacher" / "confusion_matrix.png").exists()
+    args = ["student", *common, "--size", "XXS", "--teacher", str(teacher), "--temperature", "4"]
+    assert main([*args, "--run-dir", str(tmp_path / "xxs"), "--lr", "1e-3"]) == 0
+    result = json.loads((tmp_path / "xxs" / "result.json").read_text())
+    assert result["temperature"] == 4.0 and 0 <= result["test_accuracy"] <= 1
+    assert list(tmp_path.joinpath("teacher").glob("teacher_logits_*.pt")), "teacher logits are cached"
+    onnx_path, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
+    assert draft.provenance.temperature == 4.0 and draft.size == "XXS"
+    store = ModelStore(tmp_path / "store", create=True)
+    version = store.publish(onnx_path, draft)
+    assert store.resolve("xxs", version).metadata.labels == draft.labels
+
+
+def test_cli_reports_clear_errors(tmp_path, capsys):
+    assert main(["student", "--data", f"fer2013:{tmp_path}", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "not a FER2013 folder" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", f"fer2013:{tmp_path}"]) == 2
+    assert "not a readable torch checkpoint" in capsys.readouterr().err

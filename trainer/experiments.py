@@ -1,0 +1,160 @@
+"""Runs built from the training loop: one run with its report, the temperature sweep, and cross-validation.
+
+Every piece writes into its own run directory and skips work whose ``result.json`` already exists, so an
+interrupted sweep or grid continues where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer import plots
+from trainer.checkpoint import ModelCheckpoint
+from trainer.config import TrainConfig
+from trainer.crossval import CVResult, Fold, SplitMode, make_folds
+from trainer.data import FaceDataset
+from trainer.evaluate import evaluate
+from trainer.teacher_logits import teacher_logits
+from trainer.train import fit
+
+RESULT = "result.json"
+
+
+def _write(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def train_run(
+    config: TrainConfig,
+    train: FaceDataset,
+    val: FaceDataset,
+    run_dir: Path,
+    *,
+    logits: torch.Tensor | None = None,
+    test: FaceDataset | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume, or skip when finished) one model; evaluate its best checkpoint on ``test``; write
+    ``result.json``, the learning curves and the confusion matrix into ``run_dir``."""
+    done = run_dir / RESULT
+    if done.exists():
+        return json.loads(done.read_text())
+    outcome = fit(config, train, val, run_dir, logits, progress=progress)
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    plots.learning_curves(history, run_dir / "learning_curves.png", run_dir.name)
+    result: dict = {
+        "arch": config.arch,
+        "parameters": outcome.parameters,
+        "best_epoch": outcome.best_epoch,
+        "epochs_run": outcome.epochs_run,
+        "val_accuracy": outcome.best_val_accuracy,
+        "seconds": sum(h["seconds"] for h in history),
+        "temperature": config.kd.temperature if config.kd else None,
+    }
+    if test is not None:
+        checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
+        model = checkpoint.build_model()
+        centre = evaluate(model, test, checkpoint.preprocess)
+        eight = evaluate(model, test, checkpoint.preprocess, views="eight", flip=True)
+        result |= {"test_accuracy": centre.accuracy, "test_accuracy_8crop": eight.accuracy, "test": centre.to_dict()}
+        checkpoint.metrics |= {
+            "test_accuracy": centre.accuracy,
+            "test_accuracy_8crop": eight.accuracy,
+            "per_class": {
+                c: {"precision": centre.per_class_precision[c], "recall": centre.per_class_recall[c]}
+                for c in centre.classes
+            },
+            "confusion_matrix": centre.confusion_matrix,
+        }
+        checkpoint.save(run_dir / "best.pt")
+        plots.confusion_matrix(centre.confusion_matrix, centre.classes, run_dir / "confusion_matrix.png", run_dir.name)
+    _write(done, result)
+    return result
+
+
+def sweep_temperatures(
+    base: TrainConfig,
+    temperatures: Sequence[float],
+    train: FaceDataset,
+    val: FaceDataset,
+    logits: torch.Tensor,
+    run_dir: Path,
+    *,
+    test: FaceDataset | None = None,
+    progress: bool = True,
+) -> tuple[float, dict[float, dict]]:
+    """Train one student per temperature; the best validation accuracy picks T (test is only reported)."""
+    if base.kd is None:
+        raise ValueError("a temperature sweep needs a KD configuration")
+    results = {}
+    for t in temperatures:
+        config = replace(base, kd=replace(base.kd, temperature=float(t)))
+        results[float(t)] = train_run(config, train, val, run_dir / f"T{t:g}", logits=logits, test=test,
+                                      progress=progress)  # fmt: skip
+    best = max(results, key=lambda t: results[t]["val_accuracy"])
+    _write(run_dir / "sweep.json", {"best_temperature": best, "results": {str(t): r for t, r in results.items()}})
+    plots.accuracy_vs_temperature(
+        {base.arch: {t: r["val_accuracy"] for t, r in results.items()}}, run_dir / "accuracy_vs_temperature.png",
+        "validation accuracy vs temperature",
+    )  # fmt: skip
+    return best, results
+
+
+def selection_split(dataset: FaceDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ~``fraction`` of a training part for model selection, by subject when subjects are known."""
+    rng = np.random.default_rng(seed)
+    if dataset.subjects is not None:
+        subjects = rng.permutation(np.unique(dataset.subjects))
+        held = set(subjects[: max(1, round(len(subjects) * fraction))])
+        mask = np.array([s in held for s in dataset.subjects])
+    else:
+        mask = np.zeros(len(dataset), dtype=bool)
+        mask[rng.permutation(len(dataset))[: max(1, round(len(dataset) * fraction))]] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def cross_validate(
+    dataset: FaceDataset,
+    student: TrainConfig,
+    run_dir: Path,
+    *,
+    folds: int,
+    mode: SplitMode,
+    teacher: TrainConfig | None = None,
+    progress: bool = True,
+) -> CVResult:
+    """k-fold CV of one student configuration. With ``teacher`` (and ``student.kd``), a teacher is trained on each
+    fold's training part (cached in ``run_dir/../teachers``, shared by every student of the same folds) and the
+    student distils from it. Each fold selects its best epoch on a held-out 10% of its training subjects."""
+    accuracies = []
+    fold_root = run_dir.parent / "folds.json"
+    split_list: list[Fold] = make_folds(dataset, folds, mode, seed=student.seed)
+    if not fold_root.exists():
+        fold_root.parent.mkdir(parents=True, exist_ok=True)
+        _write(fold_root, [{"fold": f.index, "test": f.test.tolist()} for f in split_list])
+    for fold in split_list:
+        train_part, test_part = dataset.subset(fold.train), dataset.subset(fold.test)
+        fit_idx, sel_idx = selection_split(train_part, 0.1, seed=student.seed + fold.index)
+        fit_part, sel_part = train_part.subset(fit_idx), train_part.subset(sel_idx)
+        logits = None
+        if student.kd is not None:
+            if teacher is None:
+                raise ValueError("KD cross-validation needs a teacher configuration")
+            teacher_dir = run_dir.parent / "teachers" / f"fold{fold.index}"
+            train_run(teacher, fit_part, sel_part, teacher_dir, progress=progress)
+            logits = teacher_logits(teacher_dir / "best.pt", fit_part)
+        result = train_run(student, fit_part, sel_part, run_dir / f"fold{fold.index}", logits=logits,
+                           test=test_part, progress=progress)  # fmt: skip
+        accuracies.append(result["test_accuracy"])
+    cv = CVResult(accuracies)
+    _write(run_dir / RESULT, {"mode": mode, "folds": folds, "fold_accuracies": accuracies, "mean": cv.mean,
+                              "std": cv.std, "arch": student.arch, "kd": bool(student.kd)})  # fmt: skip
+    return cv

@@ -1,0 +1,57 @@
+"""PNG plots for run directories and reports (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def learning_curves(history: Sequence[dict], path: Path, title: str = "") -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_ax.plot(epochs, [h["train_loss"] for h in history])
+    loss_ax.set(xlabel="epoch", ylabel="training loss")
+    acc_ax.plot(epochs, [h["train_accuracy"] for h in history], label="train")
+    acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy")
+    acc_ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = "") -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    totals = [max(1, sum(row)) for row in matrix]
+    normalised = [[v / t for v in row] for row, t in zip(matrix, totals, strict=True)]
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                    color="white" if normalised[i][j] > 0.5 else "black")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def accuracy_vs_temperature(series: dict[str, dict[float, float]], path: Path, title: str = "") -> None:
+    """The paper's Fig. 1: one line per model size, accuracy at each temperature."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in series.items():
+        temps = sorted(points)
+        ax.plot(temps, [points[t] for t in temps], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="temperature T", ylabel="accuracy", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
