@@ -33,7 +33,9 @@ class PreprocessSpec(BaseModel):
     scale: float = Field(1.0 / 255.0, gt=0)
     mean: float = 0.0
     std: float = Field(1.0, gt=0)
-    face_margin: float = Field(0.15, ge=0, le=1, description="box grown by this fraction on each side")
+    # FER2013's faces fill 96-97% of their frame as measured by both detectors on 600 test images (upscaled and
+    # padded so a detector can see them), so a detected box grown by 2% per side frames a face as in training.
+    face_margin: float = Field(0.02, ge=0, le=1, description="box grown by this fraction on each side")
 
     def model_post_init(self, _context: object) -> None:
         if self.resize_size < self.input_size:

@@ -94,6 +94,8 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     assert list(tmp_path.joinpath("teacher").glob("teacher_logits_*.pt")), "teacher logits are cached"
     onnx_path, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
     assert draft.provenance.temperature == 4.0 and draft.size == "XXS"
+    assert draft.metrics.test_accuracy == result["test_accuracy"]
+    assert draft.metrics.confusion_matrix == result["test"]["confusion_matrix"]
     store = ModelStore(tmp_path / "store", create=True)
     version = store.publish(onnx_path, draft)
     assert store.resolve("xxs", version).metadata.labels == draft.labels

@@ -100,9 +100,7 @@ def family_and_size(arch: str) -> tuple[str, str]:
     return family, size.upper()
 
 
-def export_checkpoint(
-    checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None, metrics: Metrics | None = None
-) -> tuple[Path, ModelDraft]:
+def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None) -> tuple[Path, ModelDraft]:
     """Export a student's ``best.pt`` into ``out_dir/model.onnx``; returns it with the draft metadata to publish."""
     checkpoint = ModelCheckpoint.load(checkpoint_path)
     family, size = family_and_size(checkpoint.arch)
@@ -130,6 +128,6 @@ def export_checkpoint(
             },
             git_commit=_git_commit(),
         ),
-        metrics=metrics or Metrics(val_accuracy=checkpoint.metrics.get("val_accuracy")),
+        metrics=Metrics(**{k: v for k, v in checkpoint.metrics.items() if k in Metrics.model_fields}),
     )
     return path, draft
