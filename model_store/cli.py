@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from model_store.metadata import DEFAULT_FAMILY, ModelDraft, draft_from_json, model_name, validation_summary
-from model_store.store import IntegrityError, ModelStore, StoreError
+from model_store.store import IntegrityError, ModelStore, StoreError, first_line
 
 STORE_ENV = "MICROEXP_MODEL_STORE"
 _DEFAULT_STORE = "models"
@@ -32,18 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except (StoreError, UsageError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microexp-store", description="Manage a versioned ONNX model store.")
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=Path(os.environ.get(STORE_ENV, _DEFAULT_STORE)),
-        help=f"store directory (default: ${STORE_ENV}, else ./{_DEFAULT_STORE})",
-    )
+    store_help = f"store directory (default: ${STORE_ENV}, else ./{_DEFAULT_STORE})"
+    parser.add_argument("--store", type=Path, default=Path(os.environ.get(STORE_ENV, _DEFAULT_STORE)), help=store_help)
+    # Also accepted after the command; SUPPRESS keeps the value given before it when it is not repeated.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=store_help)
     family = argparse.ArgumentParser(add_help=False)
     family.add_argument("--family", default=DEFAULT_FAMILY, help=f"model family (default: {DEFAULT_FAMILY})")
     promote = argparse.ArgumentParser(add_help=False)
@@ -53,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], summary: str, *parents: argparse.ArgumentParser
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=summary, parents=list(parents))
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[store, *parents])
         sub.set_defaults(command=handler)
         return sub
 
@@ -119,7 +118,7 @@ def _show(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
     name = _name(args)
     version = store.served_version(name) if args.version is None else args.version
-    print(store.metadata(name, version).model_dump_json(indent=2))
+    print(store.metadata(name, version).to_json(), end="")
     return 0
 
 
@@ -134,8 +133,10 @@ def _publish(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="microexp-export-") as out_dir:
         try:
             onnx_path, draft = export_checkpoint(args.checkpoint, Path(out_dir))
-        except ExportError as error:
-            raise UsageError(f"{args.checkpoint}: {error}") from None
+        except ValidationError as error:
+            raise UsageError(f"cannot publish {args.checkpoint}: {validation_summary(error)}") from None
+        except (ExportError, ValueError) as error:  # the trainer's checkpoint errors are ValueErrors
+            raise UsageError(f"cannot publish {args.checkpoint}: {first_line(error)}") from None
         return _publish_file(store, onnx_path, draft, promote=args.promote)
 
 

@@ -7,14 +7,15 @@ cascade needs a face of about 24 px in the working image and YuNet about 12 px, 
 Raise ``max_side`` for group photos with small faces.
 
 OpenCV's detector objects keep per-call buffers (and YuNet its input size), so they are not safe to share
-between threads; each detector keeps one OpenCV object per thread and is itself safe to share.
+between threads; each detector lends its OpenCV objects to one call at a time and is itself safe to share.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -69,18 +70,25 @@ def to_original(box: np.ndarray, factor: float, width: int, height: int) -> Box:
     return x, y, max(1, x1 - x), max(1, y1 - y)
 
 
-class _PerThread(Generic[T]):
-    """One OpenCV object per thread, made on first use in that thread."""
+class _Pool(Generic[T]):
+    """OpenCV objects lent to one caller at a time; as many are made as calls ever ran at once."""
 
     def __init__(self, make: Callable[[], T]) -> None:
         self._make = make
-        self._local = threading.local()
+        self._idle = [make()]  # made now, so that a bad model file fails at construction
+        self._lock = threading.Lock()
 
-    def get(self) -> T:
-        instance = getattr(self._local, "instance", None)
+    @contextmanager
+    def lend(self) -> Iterator[T]:
+        with self._lock:
+            instance = self._idle.pop() if self._idle else None
         if instance is None:
-            instance = self._local.instance = self._make()
-        return instance
+            instance = self._make()
+        try:
+            yield instance
+        finally:
+            with self._lock:
+                self._idle.append(instance)
 
 
 class HaarDetector:
@@ -106,21 +114,23 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
-        self._cascade = _PerThread(lambda: cv2.CascadeClassifier(str(cascade)))
-        if self._cascade.get().empty():
-            raise DetectorModelError(f"Haar cascade {cascade} could not be loaded")
+        self._cascades = _Pool(lambda: cv2.CascadeClassifier(str(cascade)))
+        with self._cascades.lend() as classifier:
+            if classifier.empty():
+                raise DetectorModelError(f"Haar cascade {cascade} could not be loaded")
 
     def detect(self, image: np.ndarray) -> list[Face]:
         small, factor = downscale(image, self.max_side)
         # Histogram equalisation as in OpenCV's face detection sample: the cascade is sensitive to contrast.
         gray = cv2.equalizeHist(to_gray(small))
-        boxes, _, weights = self._cascade.get().detectMultiScale3(
-            gray,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-            outputRejectLevels=True,
-        )
+        with self._cascades.lend() as classifier:
+            boxes, _, weights = classifier.detectMultiScale3(
+                gray,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size),
+                outputRejectLevels=True,
+            )
         height, width = image.shape[:2]
         faces = [
             Face(to_original(box, factor, width, height), float(weight))
@@ -157,10 +167,9 @@ class YuNetDetector:
         model = str(verify_yunet_model(model_path))
         self.max_side = max_side
         self.score_threshold = score_threshold
-        self._net = _PerThread(
+        self._nets = _Pool(
             lambda: cv2.FaceDetectorYN.create(model, "", (max_side, max_side), score_threshold, nms_threshold, 5000)
         )
-        self._net.get()
 
     def detect(self, image: np.ndarray) -> list[Face]:
         small, factor = downscale(image, self.max_side)
@@ -168,9 +177,9 @@ class YuNetDetector:
             bgr = small[:, :, :3]
         else:
             bgr = cv2.cvtColor(to_gray(small), cv2.COLOR_GRAY2BGR)
-        net = self._net.get()
-        net.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, rows = net.detect(np.ascontiguousarray(bgr))
+        with self._nets.lend() as net:
+            net.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, rows = net.detect(np.ascontiguousarray(bgr))
         if rows is None:
             return []
         height, width = image.shape[:2]

@@ -166,6 +166,12 @@ class ModelMetadata(ModelDraft):
             raise ValueError(f"name {self.name!r} does not match family and size ({expected!r})")
         return self
 
+    def to_json(self) -> str:
+        """The metadata.json text, identity and integrity fields first for people reading it."""
+        data = self.model_dump(mode="json")
+        first = {key: data.pop(key) for key in ("name", "version", "sha256", "file_bytes", "created_at")}
+        return json.dumps({**first, **data}, indent=2) + "\n"
+
     @classmethod
     def from_draft(
         cls, draft: ModelDraft, *, version: int, sha256: str, file_bytes: int, created_at: datetime

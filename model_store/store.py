@@ -235,7 +235,7 @@ class ModelStore:
                 metadata = ModelMetadata.from_draft(
                     draft, version=version, sha256=sha256, file_bytes=file_bytes, created_at=datetime.now(UTC)
                 )
-                _write_synced(staging / METADATA_FILE, metadata.model_dump_json(indent=2) + "\n")
+                _write_synced(staging / METADATA_FILE, metadata.to_json())
                 os.rename(staging, model_dir / str(version))
                 _record_issued(lock, version)
                 self._write_config(model_dir.name)
@@ -248,10 +248,10 @@ class ModelStore:
         with _locked(self._model_dir(name)):
             self._verified(name, version)
             try:
+                pointer = self._pointer(name)
                 current: int | None = self.served_version(name)
-            except IntegrityError:
-                current = None  # a broken pointer is what promote repairs
-            pointer = self._pointer_or_none(name)
+            except IntegrityError:  # a broken pointer is what promote repairs
+                pointer, current = None, None
             history = pointer.history if pointer else []
             if current is not None and current != version:
                 history = [*history, current][-_HISTORY_LIMIT:]
@@ -332,12 +332,6 @@ class ModelStore:
             return _Pointer.model_validate_json(text)
         except ValidationError as error:
             raise IntegrityError(path, f"invalid pointer: {validation_summary(error)}") from None
-
-    def _pointer_or_none(self, name: str) -> _Pointer | None:
-        try:
-            return self._pointer(name)
-        except IntegrityError:
-            return None
 
     def _write_pointer(self, name: str, pointer: _Pointer) -> None:
         _replace_text(self.root / name / POINTER_FILE, pointer.model_dump_json() + "\n")
@@ -421,7 +415,7 @@ def _check_onnx(path: Path, draft: ModelDraft) -> None:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for files it cannot load
-        raise InvalidModelError(f"{path}: onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
+        raise InvalidModelError(f"{path}: onnxruntime cannot load it: {first_line(error)}") from None
     for kind, actual, expected in (
         ("input", session.get_inputs(), draft.input),
         ("output", session.get_outputs(), draft.output),
@@ -437,12 +431,20 @@ def _check_onnx(path: Path, draft: ModelDraft) -> None:
             )
     batch = 2 if draft.input.shape[0] == -1 else draft.input.shape[0]
     sample = np.random.default_rng(0).random((batch, *draft.input.shape[1:])).astype(draft.input.dtype)
-    (logits,) = session.run(None, {draft.input.name: sample})
-    expected = (batch, len(draft.labels))
-    if logits.shape != expected:
-        raise InvalidModelError(f"{path}: output for a batch of {batch} is {logits.shape}, expected {expected}")
+    try:
+        (logits,) = session.run(None, {draft.input.name: sample})
+    except Exception as error:  # as above: onnxruntime's own exception types
+        raise InvalidModelError(f"{path}: fails on a random input: {first_line(error)}") from None
+    wanted = (batch, len(draft.labels))
+    if logits.shape != wanted:
+        raise InvalidModelError(f"{path}: output for a batch of {batch} is {logits.shape}, expected {wanted}")
     if not np.all(np.isfinite(logits)):
         raise InvalidModelError(f"{path}: output is not finite for a random input")
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message cut to one line, for errors reported in one line."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _copy_synced(source: Path, target: Path) -> None:
