@@ -28,3 +28,67 @@ lint: install-dev
 
 test: lint
 	$(BIN)/pytest
+
+# ---------------------------------------------------------------------------------------------------------------
+# Experiments (docs/results.md). Each target is resumable: run it again after an interruption and finished runs
+# are skipped, unfinished ones continue from their last epoch. Runs go to $(RUNS), outside git.
+RUNS ?= runs
+FER ?= ../shared/datasets/fer2013
+CKPLUS ?= ../shared/datasets/ckplus48
+THREADS ?= 2
+TRAIN := $(BIN)/python -m trainer
+SIZES := M S XS XXS
+TEMPERATURES := 2 4 8 16 20 32 64
+TEMPERATURE_CSV := 2,4,8,16,20,32,64
+# FER2013 student recipe, the same for vanilla and KD runs so the comparison is fair.
+FER_STUDENT := --epochs 20 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
+# CK+ cross-validation: a fixed budget per cell (selection of the best epoch on 10% of the training subjects).
+CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
+CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 15 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
+
+.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-kd ckplus-pooling ckplus-temperature report
+
+fer2013-teacher: install-dev
+	$(TRAIN) teacher --data fer2013:$(FER) --arch fer_vgg --run-dir $(RUNS)/fer2013/teacher --epochs 30 \
+	    --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong --threads $(THREADS) --quiet
+
+fer2013-vanilla: install-dev
+	$(TRAIN) student --data fer2013:$(FER) --size all --run-dir $(RUNS)/fer2013/vanilla $(FER_STUDENT)
+
+fer2013-sweep: install-dev
+	$(TRAIN) sweep --data fer2013:$(FER) --size all --teacher $(RUNS)/fer2013/teacher/best.pt \
+	    --temperatures $(TEMPERATURE_CSV) --run-dir $(RUNS)/fer2013/sweep $(FER_STUDENT)
+
+fer2013-kd: fer2013-sweep
+	for size in $(SIZES); do \
+	  t=$$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]))['best_temperature'])" \
+	      $(RUNS)/fer2013/sweep/$$(echo $$size | tr A-Z a-z)/sweep.json); \
+	  $(TRAIN) student --data fer2013:$(FER) --size $$size --teacher $(RUNS)/fer2013/teacher/best.pt \
+	      --temperature $$t --run-dir $(RUNS)/fer2013/kd/$$(echo $$size | tr A-Z a-z) $(FER_STUDENT) || exit 1; \
+	done
+
+ckplus-pooling: install-dev
+	for mode in random subject; do for pooling in v p1 p2 p12; do \
+	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size all --pooling $$pooling --folds 5 --mode $$mode \
+	      --run-dir $(RUNS)/ckplus/$$mode-k5 $(CK_STUDENT) || exit 1; \
+	done; done
+
+ckplus-temperature: install-dev
+	for t in $(TEMPERATURES); do \
+	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size all --folds 5 --mode subject --kd --temperature $$t \
+	      $(CK_TEACHER) --run-dir $(RUNS)/ckplus/subject-k5 $(CK_STUDENT) || exit 1; \
+	done
+
+# The 10-fold KD cells use, per size, the temperature the 5-fold sweep picked on its selection splits.
+ckplus-kd: ckplus-temperature
+	for size in $(SIZES); do \
+	  t=$$($(BIN)/python -c "import sys; from pathlib import Path; from trainer.report import selected_temperature; \
+	      print(selected_temperature(Path(sys.argv[1]), sys.argv[2]))" $(RUNS)/ckplus/subject-k5 $$size); \
+	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size $$size --folds 10 --mode subject --kd --temperature $$t \
+	      $(CK_TEACHER) --run-dir $(RUNS)/ckplus/subject-k10 $(CK_STUDENT) || exit 1; \
+	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size $$size --folds 10 --mode subject \
+	      --run-dir $(RUNS)/ckplus/subject-k10 $(CK_STUDENT) || exit 1; \
+	done
+
+report: install-dev
+	$(TRAIN) report $(RUNS) --plots docs/figures

@@ -160,6 +160,7 @@ def cmd_cv(args: argparse.Namespace) -> None:
             _config(args, args.teacher_arch, spec_for(48), channels_last=True),
             epochs=args.teacher_epochs,
             lr=args.teacher_lr,
+            init_from=str(args.teacher_init) if args.teacher_init else None,
         )
     for size in _sizes(args.size):
         kd = KDConfig(args.temperature, args.kd_lambda, f"{args.teacher_arch} per fold") if args.kd else None
@@ -206,6 +207,12 @@ def cmd_import_official(args: argparse.Namespace) -> None:
     _print({"checkpoint": str(args.out)})
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from trainer.report import report
+
+    print(report(args.runs, args.plots))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--teacher-arch", default="fer_vgg")
     cv.add_argument("--teacher-epochs", type=int, default=30)
     cv.add_argument("--teacher-lr", type=float, default=1e-3)
+    cv.add_argument("--teacher-init", type=Path, help="checkpoint to start each fold's teacher from (new head)")
     _add_training(cv, epochs=100, lr=1e-4)
     cv.set_defaults(handler=cmd_cv)
 
@@ -254,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     official.add_argument("weights", type=Path, help="ck.npz or oulucasia.npz (wc1, bc1, ..., wo, bo)")
     official.add_argument("--out", type=Path, required=True)
     official.set_defaults(handler=cmd_import_official)
+
+    report = commands.add_parser("report", help="paper-style markdown tables from a runs folder's results")
+    report.add_argument("runs", type=Path, help="runs root holding fer2013/ and ckplus/ (see trainer/report.py)")
+    report.add_argument("--plots", type=Path, help="folder for the PNG figures")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

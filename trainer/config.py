@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     channels_last: bool = False
     kd: KDConfig | None = None
+    init_from: str | None = None  # checkpoint whose weights start the run (layers whose shapes differ are skipped)
     dataset: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -58,6 +58,24 @@ def _write_json(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
+def _saved_config(path: Path) -> TrainConfig | None:
+    # Read back through the dataclass so a field added since the run started compares at its default value.
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _init_from(model: nn.Module, path: Path) -> None:
+    """Start from another run's weights, e.g. a teacher pretrained on FER2013 fine-tuned on CK+ with a new head."""
+    own = model.state_dict()
+    source = ModelCheckpoint.load(path).state_dict
+    usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path} shares no layer with this architecture")
+    model.load_state_dict(usable, strict=False)
+
+
 def fit(
     config: TrainConfig,
     train: FaceDataset,
@@ -74,7 +92,7 @@ def fit(
         raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match {len(train)} training faces")
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
+    if config_path.exists() and _saved_config(config_path) != config:
         raise ResumeError(f"{run_dir} holds a run with another configuration; use a new --run-dir")
     _write_json(config_path, config.to_dict())
 
@@ -82,6 +100,8 @@ def fit(
     model = create_model(config.arch, num_classes=len(train.classes), **config.model_kwargs)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    if config.init_from:
+        _init_from(model, Path(config.init_from))
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
