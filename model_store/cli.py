@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     rollback = command("rollback", _rollback, "serve the previously promoted version again", family)
     rollback.add_argument("size", metavar="SIZE")
     command("verify", _verify, "check every version's files against its metadata")
+    command("card", _card, "write MODEL_CARD.md for the served versions into the store")
     remove = command("remove", _remove, "delete a version that is not the served one", family)
     remove.add_argument("size", metavar="SIZE")
     remove.add_argument("version", metavar="VERSION", type=int)
@@ -185,6 +186,16 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in {store.root}", file=sys.stderr)
         return 1
     print(f"ok: {versions} version(s) of {len(store.models())} model(s) in {store.root}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from model_store.card import model_card
+
+    store = ModelStore(args.store)
+    path = store.root / "MODEL_CARD.md"
+    path.write_text(model_card(store))
+    print(path)
     return 0
 
 

@@ -166,7 +166,6 @@ class YuNetDetector:
     ) -> None:
         model = str(verify_yunet_model(model_path))
         self.max_side = max_side
-        self.score_threshold = score_threshold
         self._nets = _Pool(
             lambda: cv2.FaceDetectorYN.create(model, "", (max_side, max_side), score_threshold, nms_threshold, 5000)
         )

@@ -1,0 +1,1 @@
+"""The REST inference service: faces found, cropped as in training and classified with onnxruntime."""

@@ -1,0 +1,72 @@
+"""FastAPI dependencies: the app's long-lived objects, and the model and detector a request asks for.
+
+All are ``async`` because none blocks: FastAPI would run plain functions in its thread pool, one hop each.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from model_store.faces import FaceDetector
+from model_store.metadata import SIZES, parse_size
+from service.detect import Detectors
+from service.errors import ApiError, ErrorCode
+from service.inference import LoadedModel
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import DetectorName, Settings
+
+
+async def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+async def detectors(request: Request) -> Detectors:
+    return request.app.state.detectors
+
+
+async def metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def chosen_model(
+    request: Request,
+    config: Annotated[Settings, Depends(settings)],
+    models: Annotated[ModelRegistry, Depends(registry)],
+    model: Annotated[
+        str | None,
+        Query(description=f"model size: {', '.join(SIZES)} (any case); default: the server's default size"),
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, description="model version; default: the served version")] = None,
+) -> LoadedModel:
+    try:
+        size = config.default_size if model is None else parse_size(model)
+    except ValueError:
+        raise ApiError(
+            422,
+            ErrorCode.UNKNOWN_MODEL_SIZE,
+            f"unknown model size {model!r}; valid sizes: {', '.join(SIZES)}",
+            {"valid": list(SIZES)},
+        ) from None
+    request.state.model_size = size
+    loaded = models.catalog.model(size, version)
+    request.state.log_fields = {"model": loaded.metadata.name, "version": loaded.metadata.version}
+    return loaded
+
+
+async def chosen_detector(
+    available: Annotated[Detectors, Depends(detectors)],
+    detect: Annotated[
+        bool, Query(description="find faces first; false: the whole image is one (already cropped) face")
+    ] = True,
+    detector: Annotated[
+        DetectorName | None, Query(description="face detector; default: the server's (yunet when configured)")
+    ] = None,
+) -> FaceDetector | None:
+    return available.get(detector) if detect else None

@@ -1,0 +1,57 @@
+"""Liveness, readiness and an on-demand model reload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import registry, settings
+from service.errors import ApiError, ErrorCode, responses
+from service.registry import ModelRegistry
+from service.schemas import HealthResponse, ReadyResponse, ReloadResponse, refused_versions
+from service.settings import Settings
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive", response_model=HealthResponse)
+async def healthz() -> HealthResponse:
+    return HealthResponse()
+
+
+@router.get(
+    "/readyz",
+    summary="Models are loaded and verified",
+    response_model=ReadyResponse,
+    responses=responses(503),
+)
+async def readyz(
+    config: Annotated[Settings, Depends(settings)], models: Annotated[ModelRegistry, Depends(registry)]
+) -> ReadyResponse:
+    """Ready when the default size is served: requests that name no size would fail otherwise."""
+    catalog = models.catalog
+    if config.default_size not in catalog.served:
+        loaded = ", ".join(catalog.served) or "none"
+        raise ApiError(
+            503,
+            ErrorCode.NOT_READY,
+            f"the default size {config.default_size} is not loaded from {models.root} (loaded: {loaded})",
+        )
+    return ReadyResponse(served=dict(catalog.served))
+
+
+@router.post(
+    "/admin/reload",
+    summary="Reload the model store now (it is also polled)",
+    response_model=ReloadResponse,
+)
+async def reload(models: Annotated[ModelRegistry, Depends(registry)]) -> ReloadResponse:
+    changed = await run_in_threadpool(models.reload)
+    catalog = models.catalog
+    return ReloadResponse(
+        changed=changed,
+        served=dict(catalog.served),
+        refused=refused_versions(catalog.refused),
+    )

@@ -1,0 +1,104 @@
+"""The API's response bodies (errors: service.errors.ErrorResponse)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from model_store.metadata import ModelMetadata, Size
+from service.registry import Refusal
+
+
+class BoxOut(BaseModel):
+    x: int = Field(description="left edge, original-image pixels")
+    y: int = Field(description="top edge, original-image pixels")
+    width: int
+    height: int
+
+
+class FacePrediction(BaseModel):
+    box: BoxOut
+    score: float | None = Field(
+        description="detector confidence (yunet: 0-1; haar: uncalibrated, higher is surer); null with detect=false"
+    )
+    expression: str = Field(description="the most probable label")
+    probability: float = Field(ge=0, le=1, description="probability of `expression`")
+    probabilities: dict[str, float] = Field(description="every label the model predicts, in its output order")
+
+
+class ModelUsed(BaseModel):
+    name: str
+    size: Size
+    version: int
+    architecture: str
+    labels: list[str]
+
+
+class ImageInfo(BaseModel):
+    format: str
+    width: int
+    height: int
+
+
+class Timing(BaseModel):
+    decode_ms: float
+    detect_ms: float
+    preprocess_ms: float = Field(description="cropping, grayscale and resizing the faces")
+    inference_ms: float
+
+    @computed_field(description="decode to inference; excludes receiving the upload")  # type: ignore[prop-decorator]
+    @property
+    def total_ms(self) -> float:
+        return self.decode_ms + self.detect_ms + self.preprocess_ms + self.inference_ms
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: ModelUsed
+    detector: str | None = Field(description="face detector used; null with detect=false")
+    image: ImageInfo
+    no_face: bool = Field(description="true when no face was found (faces is then empty)")
+    faces: list[FacePrediction] = Field(description="most confident detection first")
+    timing: Timing
+
+
+class RefusedVersion(BaseModel):
+    name: str
+    version: int | None = Field(description="null when the model as a whole is affected (e.g. its pointer)")
+    reason: str
+
+
+def refused_versions(refusals: Iterable[Refusal]) -> list[RefusedVersion]:
+    return [RefusedVersion(name=r.name, version=r.version, reason=r.reason) for r in refusals]
+
+
+class SizeModels(BaseModel):
+    size: Size
+    name: str
+    default_version: int = Field(description="served when a request names no version")
+    versions: list[ModelMetadata]
+
+
+class ModelsResponse(BaseModel):
+    default_size: Size
+    detectors: list[str]
+    default_detector: str
+    sizes: list[SizeModels]
+    refused: list[RefusedVersion] = Field(description="versions in the store that failed verification")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    served: dict[str, int] = Field(description="size → version served by default")
+
+
+class ReloadResponse(BaseModel):
+    changed: bool = Field(description="whether the store had changed since the last load")
+    served: dict[str, int]
+    refused: list[RefusedVersion]

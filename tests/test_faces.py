@@ -1,0 +1,115 @@
+"""The shared face detectors (model_store/faces.py) on real photographs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from server_fixture import ASTRONAUT_FACE, astronaut, gradient, inside, need_yunet, two_faces
+
+from model_store.faces import (
+    HAAR_CASCADE,
+    YUNET_SHA256,
+    DetectorModelError,
+    Face,
+    FaceDetector,
+    HaarDetector,
+    YuNetDetector,
+    downscale,
+)
+
+
+def detector(name: str, **options: int) -> FaceDetector:
+    if name == "haar":
+        return HaarDetector(**options)
+    return YuNetDetector(need_yunet(), **options)
+
+
+def face_centre(face: Face) -> tuple[float, float]:
+    x, y, w, h = face.box
+    return x + w / 2, y + h / 2
+
+
+def test_haar_cascade_ships_with_opencv() -> None:
+    # opencv-python-headless 5.x dropped the cascades; this fails if the pin is ever lifted.
+    assert HAAR_CASCADE.is_file()
+    assert not cv2.CascadeClassifier(str(HAAR_CASCADE)).empty()
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_finds_the_astronaut(name: str) -> None:
+    faces = detector(name).detect(astronaut())
+    assert len(faces) == 1
+    assert inside(face_centre(faces[0]), ASTRONAUT_FACE)
+    assert 70 <= faces[0].box[2] <= 130
+    assert faces[0].score > 0
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_boxes_are_in_original_pixels_when_detecting_on_a_downscaled_copy(name: str) -> None:
+    image = cv2.resize(astronaut(), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 1536 px > max_side
+    (face,) = detector(name).detect(image)
+    x, y, w, h = ASTRONAUT_FACE
+    assert inside(face_centre(face), (3 * x, 3 * y, 3 * w, 3 * h))
+    assert 3 * 70 <= face.box[2] <= 3 * 130
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_grayscale_input(name: str) -> None:
+    (face,) = detector(name).detect(cv2.cvtColor(astronaut(), cv2.COLOR_BGR2GRAY))
+    assert inside(face_centre(face), ASTRONAUT_FACE)
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_two_faces_most_confident_first(name: str) -> None:
+    image = two_faces()
+    faces = detector(name).detect(image)
+    assert len(faces) == 2
+    half = image.shape[1] / 2
+    assert sorted(face_centre(face)[0] < half for face in faces) == [False, True]
+    assert faces[0].score >= faces[1].score
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_no_face_in_a_gradient(name: str) -> None:
+    assert detector(name).detect(gradient()) == []
+
+
+def test_boxes_are_clipped_to_the_image() -> None:
+    # The face cut by the left edge: YuNet's own box starts a few pixels left of the image.
+    image = astronaut()[:, 185:]
+    (face,) = detector("yunet").detect(image)
+    x, y, w, h = face.box
+    assert x == 0 and y >= 0 and w > 50 and y + h <= image.shape[0]
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_safe_to_share_between_threads(name: str) -> None:
+    shared = detector(name)
+    images = [astronaut(), two_faces()] * 4
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(shared.detect, images))
+    assert results == [shared.detect(image) for image in images]
+
+
+def test_downscale_keeps_small_images_and_shrinks_large_ones() -> None:
+    small = np.zeros((100, 200), np.uint8)
+    assert downscale(small, 320) == (small, 1.0)
+    large, factor = downscale(np.zeros((1000, 2000, 3), np.uint8), 320)
+    assert large.shape == (160, 320, 3) and factor == pytest.approx(0.16)
+
+
+def test_yunet_refuses_a_wrong_model_file(tmp_path: Path) -> None:
+    wrong = tmp_path / "face_detection_yunet_2023mar.onnx"
+    wrong.write_bytes(b"not the YuNet model")
+    with pytest.raises(DetectorModelError, match=YUNET_SHA256) as error:
+        YuNetDetector(wrong)
+    assert "opencv_zoo" in str(error.value)
+
+
+def test_yunet_refuses_a_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(DetectorModelError, match="not found"):
+        YuNetDetector(tmp_path / "absent.onnx")

@@ -1,0 +1,60 @@
+"""The models shipped in the repository's store: intact, described truthfully by their metadata, and as accurate
+as their metadata says when their ONNX files are run on FER2013 PrivateTest through the shared preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import REPO
+
+from model_store.metadata import SIZES
+from model_store.preprocess import face_input, to_tensor
+from model_store.store import ModelStore
+
+FER_LABELS = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+STORE = ModelStore(REPO / "models")
+
+
+def test_store_verifies_and_holds_every_size():
+    assert STORE.verify() == []
+    assert sorted(STORE.models()) == sorted(f"microexpnet_{s.lower()}" for s in SIZES)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_metadata_matches_the_file(size):
+    resolved = STORE.resolve(size)  # checks sha256 and size against metadata
+    meta = resolved.metadata
+    assert meta.labels == FER_LABELS
+    graph = onnx.load(str(resolved.onnx_path)).graph
+    assert sum(int(np.prod(init.dims)) for init in graph.initializer) == meta.parameters
+    assert meta.metrics.test_accuracy is not None and meta.metrics.confusion_matrix is not None
+    assert sum(map(sum, meta.metrics.confusion_matrix)) == 3589
+
+
+@pytest.fixture(scope="module")
+def fer_test(fer2013_dir):
+    from trainer.data import load_image_folder
+
+    return load_image_folder(fer2013_dir / "test")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_recorded_test_accuracy_is_reproduced_by_the_onnx_file(size, fer_test):
+    resolved = STORE.resolve(size)
+    spec = resolved.metadata.preprocess
+    session = ort.InferenceSession(str(resolved.onnx_path), providers=["CPUExecutionProvider"])
+    batch = to_tensor(np.stack([face_input(face, spec) for face in fer_test.images]), spec)
+    logits = session.run(None, {"input": batch})[0]
+    assert list(fer_test.classes) == resolved.metadata.labels
+    accuracy = float((logits.argmax(1) == fer_test.labels).mean())
+    assert accuracy == pytest.approx(resolved.metadata.metrics.test_accuracy, abs=1e-3)
+
+
+def test_model_card_describes_the_served_versions():
+    card = (REPO / "models" / "MODEL_CARD.md").read_text()
+    for name in STORE.models():
+        assert f"## {name} (size {STORE.metadata(name, STORE.served_version(name)).size}, version " \
+               f"{STORE.served_version(name)})" in card  # fmt: skip
+    assert "Out of scope" in card
