@@ -1,6 +1,14 @@
 """Model architectures; importing this package registers them all."""
 
-from trainer.models import microexpnet, teachers
+from trainer.models import lightweight, microexpnet, teachers
 from trainer.models.registry import count_parameters, create_model, list_models, register_model
 
-__all__ = ["count_parameters", "create_model", "list_models", "microexpnet", "register_model", "teachers"]
+__all__ = [
+    "count_parameters",
+    "create_model",
+    "lightweight",
+    "list_models",
+    "microexpnet",
+    "register_model",
+    "teachers",
+]

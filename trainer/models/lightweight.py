@@ -1,0 +1,127 @@
+"""More accurate students at MicroExpNet's parameter budgets (issue: "Beyond MicroExpNet").
+
+``dsresnet``: a residual depthwise-separable CNN with batch norm and global average pooling and no fully connected
+layer, in the spirit of mini-Xception (Arriaga et al.) and the ~58K-parameter network of Yadagiri Rao et al.
+``dsvgg``: a VGG-style network whose 3x3 convolutions are depthwise-separable (Wang, Wu, Hoashi, "Lightweight Deep
+CNNs for Facial Expression Recognition"), with global average pooling and one fully connected layer; usable as a
+student at M and as a fast teacher.
+
+Each size tier's widths are chosen so that the network lands on, not over, the MicroExpNet budget of the same tier
+(900,920 / 232,184 / 120,728 / 65,000 parameters with 8 classes); a test checks every tier at 7 and 8 classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainer.models.registry import register_model
+
+
+def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
+    )
+
+
+def separable(in_ch: int, out_ch: int) -> nn.Sequential:
+    """Depthwise 3x3 then pointwise 1x1, each without bias (batch norm follows)."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False),
+        nn.Conv2d(in_ch, out_ch, 1, bias=False),
+        nn.BatchNorm2d(out_ch),
+    )
+
+
+class ResidualSeparableBlock(nn.Module):
+    """Two separable convolutions and a stride-2 max-pool, beside a strided 1x1 shortcut (mini-Xception's block)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=2, bias=False), nn.BatchNorm2d(out_ch))
+        self.main = nn.Sequential(
+            separable(in_ch, out_ch),
+            nn.ReLU(inplace=True),
+            separable(out_ch, out_ch),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.shortcut(x)
+
+
+class DSResNet(nn.Module):
+    def __init__(self, widths: tuple[int, ...], stem: int, num_classes: int = 7) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn_relu(1, stem), conv_bn_relu(stem, stem))
+        blocks, in_ch = [], stem
+        for width in widths:
+            blocks.append(ResidualSeparableBlock(in_ch, width))
+            in_ch = width
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Conv2d(in_ch, num_classes, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.classifier(self.blocks(self.stem(x)))).flatten(1)
+
+
+def separable_relu(in_ch: int, out_ch: int) -> nn.Sequential:
+    return nn.Sequential(*separable(in_ch, out_ch), nn.ReLU(inplace=True))
+
+
+class DSVGG(nn.Module):
+    def __init__(self, widths: tuple[int, ...], num_classes: int = 7, dropout: float = 0.3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [conv_bn_relu(1, widths[0])]
+        in_ch = widths[0]
+        for i, width in enumerate(widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            layers += [separable_relu(in_ch, width), separable_relu(width, width)]
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes)
+        )
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _init(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+DSRESNET_WIDTHS: dict[str, tuple[tuple[int, ...], int]] = {  # (block widths, stem width)
+    "XXS": ((16, 32, 64, 136), 8),
+    "XS": ((24, 48, 96, 192), 12),
+    "S": ((32, 64, 128, 272), 16),
+    "M": ((64, 128, 256, 576), 32),
+}
+DSVGG_WIDTHS: dict[str, tuple[int, ...]] = {
+    "XXS": (16, 32, 64, 192),
+    "XS": (28, 56, 112, 240),
+    "S": (40, 80, 160, 336),
+    "M": (76, 152, 304, 688),
+}
+
+
+def _register(size: str) -> None:
+    widths, stem = DSRESNET_WIDTHS[size]
+
+    @register_model(f"dsresnet_{size.lower()}")
+    def dsresnet(num_classes: int = 7, **_: object) -> DSResNet:
+        return DSResNet(widths, stem, num_classes)
+
+    @register_model(f"dsvgg_{size.lower()}")
+    def dsvgg(num_classes: int = 7, dropout: float = 0.3, **_: object) -> DSVGG:
+        return DSVGG(DSVGG_WIDTHS[size], num_classes, dropout)
+
+
+for _size in ("M", "S", "XS", "XXS"):
+    _register(_size)
