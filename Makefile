@@ -48,7 +48,7 @@ FER_SWEEP := --epochs 15 --lr 1e-3 --schedule cosine --threads $(THREADS) --quie
 CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 15 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
-.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-kd ckplus-pooling ckplus-temperature report
+.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-kd ckplus-pooling ckplus-temperature report ship
 
 fer2013-teacher: install-dev
 	$(TRAIN) teacher --data fer2013:$(FER) --arch fer_vgg --run-dir $(RUNS)/fer2013/teacher --epochs 30 \
@@ -94,3 +94,12 @@ ckplus-kd: ckplus-temperature
 
 report: install-dev
 	$(TRAIN) report $(RUNS) --plots docs/figures
+
+# Publish a finished set of FER2013 students (KIND=kd or vanilla) into the repository's store and serve them.
+KIND ?= kd
+ship: install-dev
+	for size in m s xs xxs; do \
+	  $(BIN)/python -m model_store --store models publish $(RUNS)/fer2013/$(KIND)/$$size/best.pt --promote || exit 1; \
+	done
+	$(BIN)/python -m model_store --store models card
+	$(BIN)/python -m model_store --store models verify
