@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from model_store.metadata import DEFAULT_FAMILY, ModelDraft, draft_from_json, model_name, validation_summary
 from model_store.store import IntegrityError, ModelStore, StoreError, first_line
 
-STORE_ENV = "MICROEXP_MODEL_STORE"
+STORE_ENV = "MICROEXP_STORE"  # the same variable the service reads
 _DEFAULT_STORE = "models"
 
 
