@@ -107,3 +107,26 @@ def test_cli_reports_clear_errors(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", f"fer2013:{tmp_path}"]) == 2
     assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_architecture_is_refused(tmp_path):
+    from trainer.checkpoint import CheckpointError, ModelCheckpoint
+    from trainer.models import create_model
+
+    weights = create_model("microexpnet_s", num_classes=7).state_dict()
+    ModelCheckpoint("microexpnet_xxs", {}, weights, [f"c{i}" for i in range(7)], STUDENT_SPEC).save(tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="do not fit microexpnet_xxs"):
+        ModelCheckpoint.load(tmp_path / "x.pt").build_model()
+
+
+def test_inception_teacher_builds_with_torchvision_or_says_what_it_needs():
+    from trainer.models import create_model
+
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="needs torchvision"):
+            create_model("inception_v3", num_classes=7)
+        return
+    model = create_model("inception_v3", num_classes=7).eval()
+    assert model(torch.zeros(1, 1, 299, 299)).shape == (1, 7)
