@@ -182,16 +182,15 @@ def load_ckplus_folder(root: Path | str, image_size: int = 48) -> FaceDataset:
     return load_image_folder(root, subject_pattern=CKPLUS_SUBJECT_PATTERN, image_size=image_size, name="ckplus")
 
 
-def load_fer2013_folder(root: Path | str, image_size: int = 48) -> dict[str, FaceDataset]:
+def load_fer2013_folder(
+    root: Path | str, image_size: int = 48, splits: tuple[str, ...] = tuple(FER2013_SPLITS)
+) -> dict[str, FaceDataset]:
     """FER2013 as ``<split>/<class>/*.jpg`` with splits train (Training), val (PublicTest), test (PrivateTest)."""
     root = Path(root)
     missing = [s for s in FER2013_SPLITS if not (root / s).is_dir()]
     if missing:
         raise DatasetError(f"{root} is not a FER2013 folder: missing split folder(s) {', '.join(missing)}")
-    return {
-        split: load_image_folder(root / split, image_size=image_size, name=f"fer2013/{split}")
-        for split in FER2013_SPLITS
-    }
+    return {split: load_image_folder(root / split, image_size=image_size, name=f"fer2013/{split}") for split in splits}
 
 
 def load_fer2013_csv(path: Path | str, image_size: int = 48) -> dict[str, FaceDataset]:
@@ -279,15 +278,20 @@ def concat(datasets: Iterable[FaceDataset], name: str) -> FaceDataset:
 DATASET_KINDS = ("fer2013", "fer2013-csv", "ckplus", "ckplus-original", "folder")
 
 
-def open_dataset(spec: str, subject_pattern: str | None = None, image_size: int = 48) -> dict[str, FaceDataset]:
-    """``KIND:PATH`` → named splits. FER2013 gives train/val/test; the others one split, ``all``."""
+def open_dataset(
+    spec: str,
+    subject_pattern: str | None = None,
+    image_size: int = 48,
+    fer_splits: tuple[str, ...] = tuple(FER2013_SPLITS),
+) -> dict[str, FaceDataset]:
+    """``KIND:PATH`` → named splits. FER2013 gives train/val/test (or ``fer_splits``); the others one split, ``all``."""
     kind, sep, path = spec.partition(":")
     if not sep or kind not in DATASET_KINDS:
         raise DatasetError(f"dataset must be KIND:PATH with KIND one of {', '.join(DATASET_KINDS)}; got {spec!r}")
     if not Path(path).exists():
         raise DatasetError(f"{path}: no such file or directory")
     if kind == "fer2013":
-        return load_fer2013_folder(path, image_size)
+        return load_fer2013_folder(path, image_size, fer_splits)
     if kind == "fer2013-csv":
         return load_fer2013_csv(path, image_size)
     if kind == "ckplus":

@@ -68,7 +68,7 @@ def parity_faces(checkpoint: ModelCheckpoint, count: int = 64) -> np.ndarray:
     readable here; otherwise deterministic synthetic faces (smooth random fields) with a warning."""
     dataset = str(checkpoint.provenance.get("dataset") or "")
     try:
-        splits = open_dataset(dataset)
+        splits = open_dataset(dataset, fer_splits=("val",))
         faces = (splits.get("val") or next(iter(splits.values()))).images[:count]
     except DatasetError:
         warnings.warn(f"training data {dataset!r} not readable: parity checked on synthetic images", stacklevel=2)

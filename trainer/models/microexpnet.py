@@ -47,18 +47,14 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, self.pads))
 
 
-class SameMaxPool2d(nn.Module):
-    """2x2/2 max-pool with TensorFlow SAME padding (pads with -inf, so padded cells never win)."""
+class SameMaxPool2d(nn.MaxPool2d):
+    """2x2/2 max-pool with TensorFlow SAME padding. For a 2x2 window SAME pads at most one row/column, always at the
+    bottom/right, which is exactly ``ceil_mode``; it exports as one MaxPool node (no Pad), which int8 tools handle."""
 
     def __init__(self, in_size: int) -> None:
-        super().__init__()
-        self.out_size, before, after = same_pads(in_size, 2, 2)
-        self.pads = (before, after, before, after)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.pads):
-            x = F.pad(x, self.pads, value=float("-inf"))
-        return F.max_pool2d(x, 2, 2)
+        super().__init__(2, 2, ceil_mode=True)
+        self.out_size, before, _ = same_pads(in_size, 2, 2)
+        assert before == 0  # holds for every size with a 2x2/2 window
 
 
 class MicroExpNet(nn.Module):
