@@ -103,3 +103,15 @@ ship: install-dev
 	done
 	$(BIN)/python -m model_store --store models card
 	$(BIN)/python -m model_store --store models verify
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmarks (docs/benchmarks.md): one run of everything, numbers into benchmarks/history/ and docs/benchmarks.md.
+# Needs Debian's wrk (apt-get install -y wrk); the TensorFlow comparison needs the bench extra.
+.PHONY: bench bench-faults
+bench: install-dev
+	$(BIN)/pip install --quiet -e '.[train,dev,bench]'
+	$(BIN)/python -m benchmarks --label $${LABEL:-run}
+
+# The load-and-faults run (docs/reliability.md, "Load and faults"); its short version runs in CI as a test.
+bench-faults: install-dev
+	$(BIN)/python -m benchmarks.load_faults --out benchmarks/faults/$$(date -u +%Y%m%dT%H%M%SZ)-load-faults.json

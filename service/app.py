@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from service.api import health, models, page, predict
+from service.admission import AdmissionMiddleware
+from service.api import health, models, oip, page, predict
 from service.api import metrics as metrics_api
 from service.api.page import STATIC
 from service.body_limit import BodyLimitMiddleware
@@ -28,7 +29,10 @@ log = logging.getLogger("microexp.app")
 DESCRIPTION = """Facial-expression recognition with MicroExpNet students.
 
 Upload an image to `/v1/predict`: faces are found (Haar cascade or YuNet), cropped as in training and
-classified by the model size you pick. Errors always have the shape `{"error": {"code", "message", "details"}}`.
+classified by the model size you pick. Errors have the shape `{"error": {"code", "message", "details"}}`.
+
+Clients of Triton or KServe can send preprocessed tensors to the Open Inference Protocol endpoints under
+`/v2`, whose errors have the protocol's shape `{"error": "message"}`.
 """
 
 
@@ -68,10 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.detectors = Detectors(settings)
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (predict, models, health, metrics_api, page):
+    for module in (predict, models, health, metrics_api, oip, page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    # Added last = outermost: every response, the body-limit refusals included, gets an id, a log line and metrics.
+    # Added last = outermost: every response, the refusals of the limits included, gets an id, a log line and
+    # metrics; an oversized body is refused before it would take a slot.
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_concurrency=settings.max_concurrency,
+        max_queue=settings.max_queue,
+        timeout=settings.request_timeout,
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     return app

@@ -28,7 +28,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(too_large(self.max_bytes))(scope, receive, send)
+            await error_response(too_large(self.max_bytes), scope["path"])(scope, receive, send)
             return
         received = 0
 

@@ -1,7 +1,9 @@
-"""One error type, one JSON shape: ``{"error": {"code": ..., "message": ..., "details": ...}}``.
+"""One error type, rendered in the JSON shape of the API the request was for.
 
 Every failure a client can cause is an ``ApiError`` with a stable code and its HTTP status; FastAPI's
-validation errors and Starlette's routing errors are rendered in the same shape.
+validation errors and Starlette's routing errors are rendered the same way. Requests under ``/v2`` speak the
+Open Inference Protocol, whose error body is ``{"error": message}``; every other request gets
+``{"error": {"code": ..., "message": ..., "details": ...}}``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class ErrorCode(StrEnum):
     DETECTOR_UNAVAILABLE = "detector_unavailable"
     MODEL_UNAVAILABLE = "model_unavailable"
     NOT_READY = "not_ready"
+    UNKNOWN_MODEL = "unknown_model"
+    INVALID_TENSOR = "invalid_tensor"
+    OVERLOADED = "overloaded"
+    UPLOAD_TIMEOUT = "upload_timeout"
+    TIMEOUT = "timeout"
     VALIDATION_ERROR = "validation_error"
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"
@@ -48,49 +55,86 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: ErrorCode, message: str, details: Any | None = None) -> None:
-        super().__init__(message)
+class OipErrorResponse(BaseModel):
+    """The Open Inference Protocol's error body."""
+
+    error: str = Field(description="what went wrong, for people")
+
+
+OIP_PREFIX = "/v2"
+
+
+def speaks_oip(path: str) -> bool:
+    return path == OIP_PREFIX or path.startswith(f"{OIP_PREFIX}/")
+
+
+class ApiError(StarletteHTTPException):
+    """A failure the client caused, with its stable code.
+
+    An HTTPException so that FastAPI passes it on unchanged when it is raised while FastAPI reads a JSON body
+    (the body limit and the upload timeout raise it from ``receive``); otherwise FastAPI would answer 400.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        details: Any | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message, headers)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
 
 
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(code=error.code, message=error.message, details=error.details))
-    return JSONResponse(body.model_dump(mode="json"), status_code=error.status, headers=headers)
+def error_response(error: ApiError, path: str) -> JSONResponse:
+    """`error` in the shape of the API that `path` belongs to."""
+    body: BaseModel
+    if speaks_oip(path):
+        body = OipErrorResponse(error=error.message)
+    else:
+        body = ErrorResponse(error=ErrorDetail(code=error.code, message=error.message, details=error.details))
+    return JSONResponse(body.model_dump(mode="json"), status_code=error.status, headers=error.headers)
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def responses(*statuses: int, model: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries documenting the error shape for each status."""
-    return {status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase} for status in sorted(statuses)}
+    return {status: {"model": model, "description": HTTPStatus(status).phrase} for status in sorted(statuses)}
 
 
 _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 # Starlette types handlers as taking any Exception; each is registered for the one type it names.
-async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-    return error_response(error)
+async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+    return error_response(error, request.url.path)
 
 
-async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     fields = [
         {"location": ".".join(str(part) for part in item["loc"]), "message": item["msg"]} for item in error.errors()
     ]
     summary = "; ".join(f"{field['location']}: {field['message']}" for field in fields)
-    return error_response(ApiError(422, ErrorCode.VALIDATION_ERROR, f"invalid request: {summary}", fields))
+    # The Open Inference Protocol answers every malformed request with 400.
+    status = 400 if speaks_oip(request.url.path) else 422
+    return error_response(
+        ApiError(status, ErrorCode.VALIDATION_ERROR, f"invalid request: {summary}", fields), request.url.path
+    )
 
 
-async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(error.status_code, ErrorCode.BAD_REQUEST)
-    return error_response(ApiError(error.status_code, code, str(error.detail)), headers=error.headers)
+    return error_response(ApiError(error.status_code, code, str(error.detail), headers=error.headers), request.url.path)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(ApiError(500, ErrorCode.INTERNAL_ERROR, "internal error; see the server log"))
+    return error_response(
+        ApiError(500, ErrorCode.INTERNAL_ERROR, "internal error; see the server log"), request.url.path
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -35,11 +35,14 @@ class LoadedModel:
     def spec(self) -> PreprocessSpec:
         return self.metadata.preprocess
 
+    def logits(self, tensor: np.ndarray) -> np.ndarray:
+        """Logits [N, labels] for a preprocessed tensor shaped and typed as the model's input."""
+        (logits,) = self.session.run([self.metadata.output.name], {self.metadata.input.name: tensor})
+        return logits
+
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities [N, labels] for uint8 faces [N, input_size, input_size]."""
-        inputs = {self.metadata.input.name: to_tensor(faces, self.spec)}
-        (logits,) = self.session.run([self.metadata.output.name], inputs)
-        return softmax(logits)
+        return softmax(self.logits(to_tensor(faces, self.spec)))
 
 
 def load_model(resolved: ResolvedModel, threads: int) -> LoadedModel:

@@ -50,12 +50,13 @@ class Catalog:
         if version is None:
             return versions[self.served[size]]
         if version not in versions:
+            name = next(iter(versions.values())).metadata.name
             reasons = [r.reason for r in self.refused if r.size == size and r.version == version]
             refused = f" (version {version} was refused: {reasons[0]})" if reasons else ""
             raise ApiError(
                 404,
                 ErrorCode.UNKNOWN_VERSION,
-                f"{size} has no version {version}; versions: {', '.join(map(str, versions))}{refused}",
+                f"{name} has no version {version}; versions: {', '.join(map(str, versions))}{refused}",
                 {"versions": list(versions)},
             )
         return versions[version]

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body accepted")
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) decoded")
+    max_concurrency: int = Field(8, ge=1, description="requests handled at once per worker (probes not counted)")
+    max_queue: int = Field(32, ge=0, description="requests waiting for a slot; more are refused with 503")
+    request_timeout: float = Field(
+        30.0, gt=0, description="seconds a request may wait for a slot and for its body (503 / 408 past it)"
+    )
     ort_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
     reload_interval: float = Field(5.0, ge=0, description="seconds between store checks (0: only /admin/reload)")
     host: str = "127.0.0.1"

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import registry, settings
 from service.errors import ApiError, ErrorCode, responses
-from service.registry import ModelRegistry
+from service.registry import Catalog, ModelRegistry
 from service.schemas import HealthResponse, ReadyResponse, ReloadResponse, refused_versions
 from service.settings import Settings
 
@@ -19,6 +19,19 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", summary="The process is alive", response_model=HealthResponse)
 async def healthz() -> HealthResponse:
     return HealthResponse()
+
+
+def ready_catalog(config: Settings, models: ModelRegistry) -> Catalog:
+    """The loaded models, or 503 until the default size is served (shared with the OIP's server-ready)."""
+    catalog = models.catalog
+    if config.default_size not in catalog.served:
+        loaded = ", ".join(catalog.served) or "none"
+        raise ApiError(
+            503,
+            ErrorCode.NOT_READY,
+            f"the default size {config.default_size} is not loaded from {models.root} (loaded: {loaded})",
+        )
+    return catalog
 
 
 @router.get(
@@ -31,21 +44,14 @@ async def readyz(
     config: Annotated[Settings, Depends(settings)], models: Annotated[ModelRegistry, Depends(registry)]
 ) -> ReadyResponse:
     """Ready when the default size is served: requests that name no size would fail otherwise."""
-    catalog = models.catalog
-    if config.default_size not in catalog.served:
-        loaded = ", ".join(catalog.served) or "none"
-        raise ApiError(
-            503,
-            ErrorCode.NOT_READY,
-            f"the default size {config.default_size} is not loaded from {models.root} (loaded: {loaded})",
-        )
-    return ReadyResponse(served=dict(catalog.served))
+    return ReadyResponse(served=dict(ready_catalog(config, models).served))
 
 
 @router.post(
     "/admin/reload",
     summary="Reload the model store now (it is also polled)",
     response_model=ReloadResponse,
+    responses=responses(503),
 )
 async def reload(models: Annotated[ModelRegistry, Depends(registry)]) -> ReloadResponse:
     changed = await run_in_threadpool(models.reload)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from model_store.metadata import model_name
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
+from service.errors import responses
 from service.registry import ModelRegistry
 from service.schemas import ModelsResponse, SizeModels, refused_versions
 from service.settings import Settings
@@ -16,7 +17,9 @@ from service.settings import Settings
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-@router.get("/models", summary="The models this server can use", response_model=ModelsResponse)
+@router.get(
+    "/models", summary="The models this server can use", response_model=ModelsResponse, responses=responses(503)
+)
 async def list_models(
     config: Annotated[Settings, Depends(settings)],
     models: Annotated[ModelRegistry, Depends(registry)],

@@ -19,7 +19,7 @@ from service.upload import REQUEST_BODY, Upload, read_upload
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
-_ERRORS = responses(400, 404, 413, 415, 422, 503)
+_ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
 
 
 async def analysed(
