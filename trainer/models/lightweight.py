@@ -15,22 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.models.blocks import VGGStages, conv_bn_relu, kaiming_init, separable, separable_relu
 from trainer.models.registry import register_model
-
-
-def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
-    )
-
-
-def separable(in_ch: int, out_ch: int) -> nn.Sequential:
-    """Depthwise 3x3 then pointwise 1x1, each without bias (batch norm follows)."""
-    return nn.Sequential(
-        nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False),
-        nn.Conv2d(in_ch, out_ch, 1, bias=False),
-        nn.BatchNorm2d(out_ch),
-    )
 
 
 class ResidualSeparableBlock(nn.Module):
@@ -61,40 +47,15 @@ class DSResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Conv2d(in_ch, num_classes, 3, padding=1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        _init(self)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.classifier(self.blocks(self.stem(x)))).flatten(1)
 
 
-def separable_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(*separable(in_ch, out_ch), nn.ReLU(inplace=True))
-
-
-class DSVGG(nn.Module):
+class DSVGG(VGGStages):
     def __init__(self, widths: tuple[int, ...], num_classes: int = 7, dropout: float = 0.3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [conv_bn_relu(1, widths[0])]
-        in_ch = widths[0]
-        for i, width in enumerate(widths):
-            if i:
-                layers.append(nn.MaxPool2d(2))
-            layers += [separable_relu(in_ch, width), separable_relu(width, width)]
-            in_ch = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes)
-        )
-        _init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def _init(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        super().__init__(separable_relu, widths, num_classes, dropout, stem=True)
 
 
 DSRESNET_WIDTHS: dict[str, tuple[tuple[int, ...], int]] = {  # (block widths, stem width)

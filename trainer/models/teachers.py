@@ -12,37 +12,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainer.models.blocks import VGGStages, conv_bn_relu
 from trainer.models.registry import register_model
 
 
-def conv_bn(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
-    )
-
-
-class FerVGG(nn.Module):
+class FerVGG(VGGStages):
     def __init__(
         self, num_classes: int = 7, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3
     ) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 1
-        for i, width in enumerate(widths):
-            if i:
-                layers.append(nn.MaxPool2d(2))
-            layers += [conv_bn(in_ch, width), conv_bn(width, width)]
-            in_ch = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes)
-        )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        super().__init__(conv_bn_relu, widths, num_classes, dropout)
 
 
 @register_model("fer_vgg")
