@@ -96,6 +96,8 @@ def pooling_table(runs: Path, folds: int) -> str:
 def temperature_table(grid: Path, plot: Path | None = None) -> str:
     cells = cv_cells(grid)
     temperatures = sorted({t for (_, p, t) in cells if t is not None and p == "p12"})
+    if not temperatures:
+        return "*no finished cells yet*"
     lines = ["| size | " + " | ".join(f"T={t:g}" for t in temperatures) + " |",
              "|---|" + "---:|" * len(temperatures)]  # fmt: skip
     series: dict[str, dict[float, float]] = {}
