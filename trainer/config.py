@@ -57,4 +57,3 @@ def spec_for(input_size: int, native_size: int = 48) -> PreprocessSpec:
 
 
 STUDENT_SPEC = spec_for(84)  # the paper's 84x84 students
-TEACHER_SPEC = spec_for(48)  # FER2013's native resolution

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,10 +55,6 @@ class FaceDataset:
             subjects=None if self.subjects is None else self.subjects[index],
             paths=[self.paths[i] for i in index] if self.paths else [],
         )
-
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(n) for name, n in zip(self.classes, counts, strict=True)}
 
 
 def _read_gray(path: Path) -> np.ndarray | None:
@@ -256,23 +252,6 @@ def load_ckplus_original(root: Path | str, image_size: int = 48, face_crop: bool
             subjects.append(subject)
     cropper = FaceCropper() if face_crop else None
     return _build("ckplus", paths, label_names, image_size, subjects, cropper)
-
-
-def concat(datasets: Iterable[FaceDataset], name: str) -> FaceDataset:
-    datasets = list(datasets)
-    classes = datasets[0].classes
-    if any(d.classes != classes for d in datasets):
-        raise DatasetError("cannot join datasets with different classes")
-    subjects = None if any(d.subjects is None for d in datasets) else np.concatenate([d.subjects for d in datasets])
-    return FaceDataset(
-        images=np.concatenate([d.images for d in datasets]),
-        labels=np.concatenate([d.labels for d in datasets]),
-        classes=classes,
-        name=name,
-        subjects=subjects,
-        paths=[p for d in datasets for p in d.paths],
-        skipped=sum(d.skipped for d in datasets),
-    )
 
 
 DATASET_KINDS = ("fer2013", "fer2013-csv", "ckplus", "ckplus-original", "folder")

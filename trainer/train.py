@@ -120,7 +120,6 @@ def fit(
     spec = config.preprocess
     train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
     labels = torch.from_numpy(train.labels)
-    spec_dict = spec.model_dump()
     while state["epoch"] < config.epochs and (config.patience is None or state["stale"] < config.patience):
         epoch = state["epoch"] + 1
         started = time.perf_counter()
@@ -176,7 +175,7 @@ def fit(
                     "teacher": config.kd.teacher if config.kd else None,
                     "temperature": config.kd.temperature if config.kd else None,
                     "kd_lambda": config.kd.kd_lambda if config.kd else None,
-                    "config": {**config.to_dict(), "preprocess": spec_dict},
+                    "config": config.to_dict(),
                 },
                 metrics={"val_accuracy": val_acc},
             ).save(run_dir / "best.pt")
