@@ -4,6 +4,7 @@ training had a convolution and a normalisation, and computes the same function i
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -17,9 +18,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         if not isinstance(module, nn.Sequential):
             continue
         children = list(module.named_children())
-        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+        for (conv_name, conv), (bn_name, bn) in pairwise(children):
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
                 setattr(module, bn_name, nn.Identity())
     return folded
-
