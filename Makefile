@@ -51,7 +51,8 @@ CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --qui
 CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 15 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
-.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-kd ckplus-pooling ckplus-temperature report ship
+.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-pooling ckplus-temperature ckplus-vanilla \
+	ckplus-kd report ship
 
 fer2013-teacher: install-dev
 	$(TRAIN) teacher --data fer2013:$(FER) --arch fer_vgg --run-dir $(RUNS)/fer2013/teacher --epochs 30 \
@@ -61,8 +62,10 @@ fer2013-vanilla: install-dev
 	$(TRAIN) student --data fer2013:$(FER) --size all --run-dir $(RUNS)/fer2013/vanilla $(FER_STUDENT)
 
 fer2013-sweep: install-dev
-	$(TRAIN) sweep --data fer2013:$(FER) --size all --teacher $(RUNS)/fer2013/teacher/best.pt \
-	    --temperatures $(FER_SWEEP_TEMPERATURES) --run-dir $(RUNS)/fer2013/sweep $(FER_SWEEP)
+	for size in $(SIZES); do \
+	  $(TRAIN) sweep --data fer2013:$(FER) --size $$size --teacher $(RUNS)/fer2013/teacher/best.pt \
+	      --temperatures $(FER_SWEEP_TEMPERATURES) --run-dir $(RUNS)/fer2013/sweep $(FER_SWEEP) || exit 1; \
+	done
 
 fer2013-kd: fer2013-sweep
 	for size in $(SIZES); do \
@@ -84,15 +87,19 @@ ckplus-temperature: install-dev
 	      $(CK_TEACHER) --run-dir $(RUNS)/ckplus/subject-k5 $(CK_SWEEP) || exit 1; \
 	done
 
+ckplus-vanilla: install-dev
+	for size in $(SIZES); do \
+	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size $$size --folds 10 --mode subject \
+	      --run-dir $(RUNS)/ckplus/subject-k10 $(CK_STUDENT) || exit 1; \
+	done
+
 # The 10-fold KD cells use, per size, the temperature the 5-fold sweep picked on its selection splits.
-ckplus-kd: ckplus-temperature
+ckplus-kd: ckplus-temperature ckplus-vanilla
 	for size in $(SIZES); do \
 	  t=$$($(BIN)/python -c "import sys; from pathlib import Path; from trainer.report import selected_temperature; \
 	      print(selected_temperature(Path(sys.argv[1]), sys.argv[2]))" $(RUNS)/ckplus/subject-k5 $$size); \
 	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size $$size --folds 10 --mode subject --kd --temperature $$t \
 	      $(CK_TEACHER) --run-dir $(RUNS)/ckplus/subject-k10 $(CK_STUDENT) || exit 1; \
-	  $(TRAIN) cv --data ckplus:$(CKPLUS) --size $$size --folds 10 --mode subject \
-	      --run-dir $(RUNS)/ckplus/subject-k10 $(CK_STUDENT) || exit 1; \
 	done
 
 report: install-dev
