@@ -146,7 +146,7 @@ def restore(store: ModelStore, name: str, version: int, corrupted: int) -> dict[
 def models_view(url: str) -> dict[str, object]:
     response = httpx.get(f"{url}/v1/models", timeout=10)
     body = response.json()
-    size = next(s for s in body["sizes"] if s["size"] == SIZE)
+    size = next(s for s in body["models"] if s["size"] == SIZE and s["default"])
     refused = [r for r in body.get("refused", []) if r["name"] == size["name"]]
     return {"default_version": size["default_version"], "refused": refused}
 

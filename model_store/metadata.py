@@ -43,6 +43,14 @@ def model_name(family: str, size: str) -> str:
     return f"{check_family(family)}_{parse_size(size).lower()}"
 
 
+def split_model_name(name: str) -> tuple[str, Size]:
+    """``microexpnet_xxs`` → (``microexpnet``, ``XXS``); ValueError for a name that is not ``<family>_<size>``."""
+    if not MODEL_NAME_PATTERN.match(name):
+        raise ValueError(f"{name!r} is not a model name (<family>_<size>, e.g. microexpnet_xxs)")
+    family, _, size = name.rpartition("_")
+    return family, parse_size(size)
+
+
 def validation_summary(error: ValidationError) -> str:
     """A pydantic error as one line: the first problem, and how many more there are."""
     first = error.errors()[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_store.metadata import TensorSpec, model_name
+from model_store.metadata import TensorSpec
 from model_store.triton import MAX_BATCH_SIZE, PLATFORM, TRITON_TYPES
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel, softmax
@@ -43,29 +43,17 @@ def datatype(spec: TensorSpec) -> str:
     return TRITON_TYPES[spec.dtype].removeprefix("TYPE_")
 
 
-def find_model(catalog: Catalog, family: str, name: str, version: str | None) -> ModelTarget:
+def find_model(catalog: Catalog, name: str, version: str | None) -> ModelTarget:
     """The loaded model called `name` (and the `version` given, else the served one), or a 404 / 503."""
-    sizes = {model_name(family, size): size for size in catalog.models}
-    size = sizes.get(name)
-    if size is None:
-        refusals = [refusal.reason for refusal in catalog.refused if refusal.name == name]
-        if refusals:
-            raise ApiError(503, ErrorCode.MODEL_UNAVAILABLE, f"model {name} has no loadable version: {refusals[0]}")
-        raise ApiError(
-            404,
-            ErrorCode.UNKNOWN_MODEL,
-            f"unknown model {name!r}; models: {', '.join(sizes) or 'none'}",
-            {"models": list(sizes)},
-        )
     if version is None:
-        loaded = catalog.model(size)
+        loaded = catalog.named(name)
     elif version.isascii() and version.isdecimal() and str(int(version)) == version:
-        loaded = catalog.model(size, int(version))
+        loaded = catalog.named(name, int(version))
     else:
         raise ApiError(
             404, ErrorCode.UNKNOWN_VERSION, f"version {version!r} is not a version number (1, 2, ...) of {name}"
         )
-    return ModelTarget(name, sorted(catalog.models[size]), loaded)
+    return ModelTarget(name, sorted(catalog.models[name]), loaded)
 
 
 def metadata_response(target: ModelTarget) -> ModelMetadataResponse:

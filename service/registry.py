@@ -1,9 +1,14 @@
-"""The loaded models: every verified version of every size in the store, reloaded when the store changes.
+"""The loaded models: every verified version of every model (family x size) in the store, reloaded when the store
+changes.
 
 A reload builds a new immutable ``Catalog`` and swaps it in with one assignment, so a request keeps the
 catalog (and sessions) it started with and never sees a half-built one. Versions are immutable in the store,
 so sessions of versions whose metadata is unchanged are reused rather than reloaded. A version that fails
 verification is refused; when it is the one the store serves, the previously served version keeps serving.
+
+Requests that name a size but no family get the size's *default* model: the configured family, or (unset) the
+family whose served version has the best validation accuracy in its metadata, so publishing a more accurate family
+at a size makes it the default there, and ``?arch=`` still reaches every other family.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_store.metadata import SIZES, model_name
+from model_store.metadata import DEFAULT_FAMILY, SIZES, model_name, split_model_name
 from model_store.store import ModelStore, StoreError
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel, load_model
@@ -24,7 +29,6 @@ log = logging.getLogger("microexp.registry")
 
 @dataclass(frozen=True)
 class Refusal:
-    size: str
     name: str
     version: int | None  # None: the model as a whole (e.g. its served pointer)
     reason: str
@@ -32,26 +36,51 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Catalog:
-    models: Mapping[str, Mapping[int, LoadedModel]] = field(default_factory=dict)  # size → version → model
-    served: Mapping[str, int] = field(default_factory=dict)  # size → version served by default
+    models: Mapping[str, Mapping[int, LoadedModel]] = field(default_factory=dict)  # name → version → model
+    served: Mapping[str, int] = field(default_factory=dict)  # name → version served by default
+    defaults: Mapping[str, str] = field(default_factory=dict)  # size → name answering requests naming no family
     refused: tuple[Refusal, ...] = ()
     fingerprint: str | None = None
 
-    def model(self, size: str, version: int | None = None) -> LoadedModel:
-        versions = self.models.get(size)
-        if not versions:
-            loaded = ", ".join(self.served) or "none"
+    @property
+    def families(self) -> list[str]:
+        return sorted({split_model_name(name)[0] for name in self.models})
+
+    def model(self, size: str, version: int | None = None, family: str | None = None) -> LoadedModel:
+        """The model of ``size`` (of ``family``, else the size's default), at ``version``, else the served one."""
+        if family is None:
+            name = self.defaults.get(size)
+            if name is None:
+                raise ApiError(
+                    503,
+                    ErrorCode.MODEL_UNAVAILABLE,
+                    f"no {size} model is loaded; loaded models: {', '.join(self.models) or 'none'}",
+                    {"loaded_models": list(self.models)},
+                )
+            return self.version(name, version)
+        return self.named(model_name(family, size), version)
+
+    def named(self, name: str, version: int | None = None) -> LoadedModel:
+        """The model called ``name`` at ``version``, else its served one; 404 when the store has no such model,
+        503 when it has one that failed verification."""
+        if name not in self.models:
+            refusals = [refusal.reason for refusal in self.refused if refusal.name == name]
+            if refusals:
+                raise ApiError(503, ErrorCode.MODEL_UNAVAILABLE, f"model {name} has no loadable version: {refusals[0]}")
             raise ApiError(
-                503,
-                ErrorCode.MODEL_UNAVAILABLE,
-                f"no {size} model is loaded; loaded sizes: {loaded}",
-                {"loaded_sizes": list(self.served)},
+                404,
+                ErrorCode.UNKNOWN_MODEL,
+                f"unknown model {name!r}; models: {', '.join(self.models) or 'none'}",
+                {"models": list(self.models), "families": self.families},
             )
+        return self.version(name, version)
+
+    def version(self, name: str, version: int | None) -> LoadedModel:
+        versions = self.models[name]
         if version is None:
-            return versions[self.served[size]]
+            return versions[self.served[name]]
         if version not in versions:
-            name = next(iter(versions.values())).metadata.name
-            reasons = [r.reason for r in self.refused if r.size == size and r.version == version]
+            reasons = [r.reason for r in self.refused if r.name == name and r.version == version]
             refused = f" (version {version} was refused: {reasons[0]})" if reasons else ""
             raise ApiError(
                 404,
@@ -63,9 +92,9 @@ class Catalog:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path, family: str, threads: int) -> None:
+    def __init__(self, root: Path, family: str | None, threads: int) -> None:
         self.root = root
-        self.family = family
+        self.family = family  # None: per size, the most accurate family on validation
         self.threads = threads
         self._catalog = Catalog()
         self._lock = threading.Lock()
@@ -98,38 +127,58 @@ class ModelRegistry:
         models: dict[str, dict[int, LoadedModel]] = {}
         served: dict[str, int] = {}
         refused: list[Refusal] = []
-        names = set(store.models())
-        for size in SIZES:
-            name = model_name(self.family, size)
-            if name not in names:
-                continue
+        for name in store.models():
             try:
                 versions = store.versions(name)
             except StoreError as error:
-                refused.append(Refusal(size, name, None, str(error)))
+                refused.append(Refusal(name, None, str(error)))
                 continue
             loaded: dict[int, LoadedModel] = {}
             for version in versions:
                 try:
-                    loaded[version] = self._load(store, size, name, version, previous)
+                    loaded[version] = self._load(store, name, version, previous)
                 except StoreError as error:
                     log.error("refused %s version %d: %s", name, version, error)
-                    refused.append(Refusal(size, name, version, str(error)))
+                    refused.append(Refusal(name, version, str(error)))
             if loaded:
-                models[size] = loaded
-                served[size] = self._served(store, size, name, loaded, previous, refused)
+                models[name] = loaded
+                served[name] = self._served(store, name, loaded, previous, refused)
+        defaults = self._defaults({name: models[name][version] for name, version in served.items()})
         log.info(
             "models loaded",
-            extra={"fields": {"served": served, "versions": {s: sorted(v) for s, v in models.items()}}},
+            extra={
+                "fields": {
+                    "defaults": defaults,
+                    "served": served,
+                    "versions": {n: sorted(v) for n, v in models.items()},
+                }
+            },
         )
-        return Catalog(models, served, tuple(refused), fingerprint)
+        return Catalog(models, served, defaults, tuple(refused), fingerprint)
 
-    def _load(self, store: ModelStore, size: str, name: str, version: int, previous: Catalog) -> LoadedModel:
+    def _defaults(self, served: Mapping[str, LoadedModel]) -> dict[str, str]:
+        """size → the model name that answers requests naming no family."""
+        defaults: dict[str, str] = {}
+        for size in SIZES:
+            candidates = [name for name in served if split_model_name(name)[1] == size]
+            if self.family is not None:
+                candidates = [name for name in candidates if split_model_name(name)[0] == self.family]
+            if candidates:
+                # Ties (and models without a validation figure) go to MicroExpNet, then to the name.
+                defaults[size] = max(candidates, key=lambda name: (
+                    served[name].metadata.metrics.val_accuracy or 0.0,
+                    split_model_name(name)[0] == DEFAULT_FAMILY,
+                    name,
+                ))  # fmt: skip
+        return defaults
+
+    def _load(self, store: ModelStore, name: str, version: int, previous: Catalog) -> LoadedModel:
         metadata = store.metadata(name, version)
-        kept = previous.models.get(size, {}).get(version)
+        kept = previous.models.get(name, {}).get(version)
         if kept is not None and kept.metadata == metadata:
             return kept
-        resolved = store.resolve(size, version, self.family)  # verifies the file's sha256
+        family, size = split_model_name(name)
+        resolved = store.resolve(size, version, family)  # verifies the file's sha256
         try:
             return load_model(resolved, self.threads)
         except Exception as error:  # onnxruntime raises its own exception types for files it cannot run
@@ -138,7 +187,6 @@ class ModelRegistry:
     def _served(
         self,
         store: ModelStore,
-        size: str,
         name: str,
         loaded: Mapping[int, LoadedModel],
         previous: Catalog,
@@ -148,10 +196,10 @@ class ModelRegistry:
             wanted: int | None = store.served_version(name)
         except StoreError as error:
             wanted = None
-            refused.append(Refusal(size, name, None, str(error)))
+            refused.append(Refusal(name, None, str(error)))
         if wanted is not None and wanted in loaded:
             return wanted
-        kept = previous.served.get(size)
+        kept = previous.served.get(name)
         fallback = kept if kept in loaded else max(loaded)
         log.warning("%s: served version %s is not loadable; serving version %d", name, wanted, fallback)
         return fallback

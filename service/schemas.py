@@ -74,18 +74,21 @@ def refused_versions(refusals: Iterable[Refusal]) -> list[RefusedVersion]:
     return [RefusedVersion(name=r.name, version=r.version, reason=r.reason) for r in refusals]
 
 
-class SizeModels(BaseModel):
+class ModelEntry(BaseModel):
+    name: str = Field(description="<family>_<size>; `?model=` takes it")
+    family: str = Field(description="`?arch=` takes it")
     size: Size
-    name: str
+    default: bool = Field(description="answers requests that name this size and no arch")
     default_version: int = Field(description="served when a request names no version")
     versions: list[ModelMetadata]
 
 
 class ModelsResponse(BaseModel):
     default_size: Size
+    families: list[str]
     detectors: list[str]
     default_detector: str
-    sizes: list[SizeModels]
+    models: list[ModelEntry] = Field(description="by size (M first), the size's default model first")
     refused: list[RefusedVersion] = Field(description="versions in the store that failed verification")
 
 
@@ -93,12 +96,15 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-class ReadyResponse(BaseModel):
+class ServedModels(BaseModel):
+    served: dict[str, int] = Field(description="model name → version served by default")
+    defaults: dict[str, str] = Field(description="size → model name answering requests that name no arch")
+
+
+class ReadyResponse(ServedModels):
     status: Literal["ready"] = "ready"
-    served: dict[str, int] = Field(description="size → version served by default")
 
 
-class ReloadResponse(BaseModel):
+class ReloadResponse(ServedModels):
     changed: bool = Field(description="whether the store had changed since the last load")
-    served: dict[str, int]
     refused: list[RefusedVersion]

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
-from model_store.metadata import DEFAULT_FAMILY, Size, parse_size
+from model_store.metadata import Size, check_family, parse_size
 
 # The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
 DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MICROEXP_", frozen=True, extra="ignore")
 
     store: Path = Field(DEFAULT_STORE, description="model store folder (a Triton model repository)")
-    family: str = Field(DEFAULT_FAMILY, description="model family served")
+    family: str | None = Field(
+        None,
+        description="family answering requests that name none (e.g. microexpnet); unset: per size, the family whose "
+        "served version has the best validation accuracy",
+    )
     default_size: Size = Field("M", description="size used when a request names none")
     detector: DetectorName | None = Field(
         None, description="default face detector; unset: yunet when yunet_model is set, else haar"
@@ -49,6 +53,11 @@ class Settings(BaseSettings):
     @classmethod
     def _size(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str | None) -> str | None:
+        return None if value is None else check_family(value)
 
     @field_validator("yunet_model")
     @classmethod

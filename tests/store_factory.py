@@ -27,21 +27,34 @@ def synthetic_faces(count: int = 8, seed: int = 0) -> np.ndarray:
     return np.stack([np.kron(rng.integers(0, 256, (6, 6)), np.ones((8, 8))) for _ in range(count)]).astype(np.uint8)
 
 
-def student_checkpoint(path: Path, size: str = "XXS", seed: int = 0, labels: list[str] | None = None) -> Path:
+def student_checkpoint(
+    path: Path,
+    size: str = "XXS",
+    seed: int = 0,
+    labels: list[str] | None = None,
+    family: str = "microexpnet",
+    metrics: dict[str, float] | None = None,
+) -> Path:
     torch.manual_seed(seed)
     labels = labels or FER_LABELS
-    arch = f"microexpnet_{size.lower()}"
+    arch = f"{family}_{size.lower()}"
     model = create_model(arch, num_classes=len(labels))
-    ModelCheckpoint(arch, {}, model.state_dict(), labels, STUDENT_SPEC, {"seed": seed}).save(path)
+    ModelCheckpoint(arch, {}, model.state_dict(), labels, STUDENT_SPEC, {"seed": seed}, metrics or {}).save(path)
     return path
 
 
-def publish_student(store: ModelStore, size: str = "XXS", seed: int = 0) -> int:
+def publish_student(
+    store: ModelStore,
+    size: str = "XXS",
+    seed: int = 0,
+    family: str = "microexpnet",
+    metrics: dict[str, float] | None = None,
+) -> int:
     """Export and publish one randomly initialised student; returns its version."""
     from model_store.preprocess import face_input
 
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = student_checkpoint(Path(tmp) / "best.pt", size, seed)
+        checkpoint = student_checkpoint(Path(tmp) / "best.pt", size, seed, family=family, metrics=metrics)
         faces = np.stack([face_input(face, STUDENT_SPEC) for face in synthetic_faces()])
         onnx_path, draft = export_checkpoint(checkpoint, Path(tmp) / "export", faces=faces)
         return store.publish(onnx_path, draft)

@@ -188,9 +188,9 @@ def test_no_model_loaded_is_503(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(store=empty, reload_interval=0))) as local:
         error_of(local.get("/readyz"), 503, "not_ready")
         response = local.post("/v1/predict", content=encode(astronaut()), headers={"content-type": "image/jpeg"})
-        assert error_of(response, 503, "model_unavailable")["details"] == {"loaded_sizes": []}
+        assert error_of(response, 503, "model_unavailable")["details"] == {"loaded_models": []}
         assert local.get("/healthz").status_code == 200
-        assert local.get("/v1/models").json()["sizes"] == []
+        assert local.get("/v1/models").json()["models"] == []
 
 
 def test_missing_store_is_503_not_a_crash(tmp_path: Path) -> None:
@@ -225,6 +225,12 @@ def test_ready_only_when_the_default_size_is_loaded(store_copy: ModelStore) -> N
     with TestClient(create_app(Settings(store=store_copy.root, reload_interval=0))) as local:
         assert "default size M" in error_of(local.get("/readyz"), 503, "not_ready")["message"]
         response = local.post("/v1/predict", content=encode(astronaut()), headers={"content-type": "image/jpeg"})
-        assert error_of(response, 503, "model_unavailable")["details"] == {"loaded_sizes": ["XS", "XXS"]}
+        assert error_of(response, 503, "model_unavailable")["details"] == {
+            "loaded_models": ["microexpnet_xs", "microexpnet_xxs"]
+        }
     with TestClient(create_app(Settings(store=store_copy.root, default_size="xs", reload_interval=0))) as local:
-        assert local.get("/readyz").json() == {"status": "ready", "served": {"XS": 1, "XXS": 1}}
+        assert local.get("/readyz").json() == {
+            "status": "ready",
+            "served": {"microexpnet_xs": 1, "microexpnet_xxs": 1},
+            "defaults": {"XS": "microexpnet_xs", "XXS": "microexpnet_xxs"},
+        }

@@ -21,9 +21,11 @@ def test_models_lists_every_size_with_its_metadata(client: httpx.Client, model_s
     assert body["detectors"] == detectors()
     assert body["default_detector"] == ("yunet" if "yunet" in detectors() else "haar")
     assert body["refused"] == []
-    assert [entry["size"] for entry in body["sizes"]] == list(SIZES)
+    assert body["families"] == ["microexpnet"]
+    assert [entry["size"] for entry in body["models"]] == list(SIZES)
+    assert all(entry["default"] and entry["family"] == "microexpnet" for entry in body["models"])
     store = ModelStore(model_store_root)
-    for entry in body["sizes"]:
+    for entry in body["models"]:
         assert entry["default_version"] == 1
         (version,) = entry["versions"]
         metadata = store.metadata(entry["name"], 1)
@@ -32,13 +34,18 @@ def test_models_lists_every_size_with_its_metadata(client: httpx.Client, model_s
         assert version["parameters"] == metadata.parameters > 0
         assert version["labels"] == metadata.labels
         assert "metrics" in version and "preprocess" in version
-    parameters = [entry["versions"][0]["parameters"] for entry in body["sizes"]]
+    parameters = [entry["versions"][0]["parameters"] for entry in body["models"]]
     assert parameters == sorted(parameters, reverse=True)  # M > S > XS > XXS
 
 
 def test_health_and_readiness(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "served": dict.fromkeys(SIZES, 1)}
+    names = {size: f"microexpnet_{size.lower()}" for size in SIZES}
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "served": dict.fromkeys(names.values(), 1),
+        "defaults": names,
+    }
 
 
 def test_request_id_header_matches_the_body_and_echoes_a_callers_id(client: httpx.Client) -> None:
@@ -118,7 +125,7 @@ def test_openapi_documents_every_response_and_error(client: httpx.Client) -> Non
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
     assert {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"} <= set(body)
     parameters = {parameter["name"] for parameter in predict["parameters"]}
-    assert parameters == {"model", "version", "detect", "detector", "max_faces"}
+    assert parameters == {"model", "arch", "version", "detect", "detector", "max_faces"}
     annotate = document["paths"]["/v1/annotate"]["post"]
     assert {"image/jpeg", "image/png"} <= set(annotate["responses"]["200"]["content"])
     assert annotate["responses"]["415"]["content"]["application/json"]["schema"]["$ref"] == error_ref

@@ -22,7 +22,7 @@ import cv2
 import httpx
 import pytest
 from conftest import REPO, SHARED
-from server_fixture import ASTRONAUT_FACE, SIZES, astronaut, centre, encode, inside
+from server_fixture import ASTRONAUT_FACE, astronaut, centre, encode, inside
 
 from model_store.labels import CANONICAL_LABELS
 from model_store.store import ModelStore
@@ -177,7 +177,7 @@ def test_the_image_serves_a_mounted_store_as_a_non_root_user(image: dict[str, An
     store = ModelStore(model_store_root)
     with running("microexp-test-mounted", "--volume", f"{model_store_root}:/app/models:ro") as container:
         ready = httpx.get(f"{container.url}/readyz", timeout=10).json()
-        assert ready["served"] == {size: store.served_version(f"microexpnet_{size.lower()}") for size in SIZES}
+        assert ready["served"] == {name: store.served_version(name) for name in store.models()}
 
         assert_finds_the_astronaut(predict(container, encode(astronaut()), "astronaut.jpg", "XXS"), "XXS")
         # Over 1 MB, so the upload is spooled to /tmp: the tmpfs a read-only root needs.
@@ -205,7 +205,7 @@ def test_the_image_bakes_in_the_repositorys_store(image: dict[str, Any]) -> None
 
     served = {
         entry["name"]: {version["version"]: version["sha256"] for version in entry["versions"]}
-        for entry in listing["sizes"]
+        for entry in listing["models"]
     }
     assert served == expected
     assert listing["refused"] == []

@@ -38,7 +38,7 @@ def model_of(size: str) -> str:
 
 def spec_of(client: httpx.Client, size: str) -> PreprocessSpec:
     """The preprocessing a client reads from the model's metadata in /v1/models."""
-    (entry,) = [entry for entry in client.get("/v1/models").json()["sizes"] if entry["size"] == size]
+    (entry,) = [entry for entry in client.get("/v1/models").json()["models"] if entry["size"] == size]
     return PreprocessSpec.model_validate(entry["versions"][0]["preprocess"])
 
 

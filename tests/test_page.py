@@ -76,9 +76,9 @@ def test_upload_shows_the_annotated_image_and_probabilities(
     browser.get(f"{server.url}/")
     wait.until(lambda driver: status(driver).startswith("Ready"))
     size = Select(browser.find_element(By.ID, "size"))
-    assert [option.get_attribute("value") for option in size.options] == list(SIZES)
-    assert size.first_selected_option.get_attribute("value") == "M"
-    size.select_by_value("XS")
+    assert [option.get_attribute("value") for option in size.options] == [f"microexpnet_{s.lower()}" for s in SIZES]
+    assert size.first_selected_option.get_attribute("value") == "microexpnet_m"
+    size.select_by_value("microexpnet_xs")
 
     browser.find_element(By.ID, "file").send_keys(str(photo))
     wait.until(lambda driver: status(driver).startswith("Done"))
@@ -87,7 +87,7 @@ def test_upload_shows_the_annotated_image_and_probabilities(
     labels = [row.find_elements(By.TAG_NAME, "span")[0].text for row in rows]
     assert len(labels) >= 7 and "happiness" in labels
     assert card.find_element(By.TAG_NAME, "h2").text.split()[2] in labels  # "Face 1: <label> NN%"
-    assert "model XS v1" in browser.find_element(By.ID, "results").text
+    assert "model microexpnet_xs v" in browser.find_element(By.ID, "results").text
 
     # The picture shown is the server's annotated image: the original with a box drawn around the face.
     shown, original = shown_image(browser), astronaut()
@@ -97,8 +97,8 @@ def test_upload_shows_the_annotated_image_and_probabilities(
     assert changed[y - 40 : y + h + 20, x - 20 : x + w + 20].sum() > 200
     assert changed[300:, :].mean() < 0.01
 
-    size.select_by_value("XXS")  # choosing another size analyses the same picture again
-    wait.until(lambda driver: "model XXS v1" in driver.find_element(By.ID, "results").text)
+    size.select_by_value("microexpnet_xxs")  # choosing another model analyses the same picture again
+    wait.until(lambda driver: "model microexpnet_xxs v" in driver.find_element(By.ID, "results").text)
 
 
 def test_a_file_that_is_no_image_shows_the_error(

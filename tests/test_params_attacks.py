@@ -88,6 +88,7 @@ def attack_table() -> dict[str, tuple[str, str, dict[str, str], bytes, int]]:
 
     for size in SIZES:
         add(f"/v1/predict?model={size}", PREDICT, 422)
+        add(f"/v1/predict?model=xs&arch={size}", PREDICT, 422)  # a family is checked as strictly as a size
     for version in V1_VERSIONS:
         add(f"/v1/predict?model=xs&version={version}", PREDICT, 422)
     add("/v1/predict?model=xs&version=" + "9" * 40, PREDICT, 404)  # a number, just not a version
@@ -234,11 +235,11 @@ def test_attacks_resolve_in_memory_without_opening_a_file(model_store_root: Path
     with recording_opens() as opened:
         for name in NAMES:
             with pytest.raises(ApiError) as error:
-                find_model(catalog, "microexpnet", unquote(name), None)
+                find_model(catalog, unquote(name), None)
             assert error.value.status == 404
         for version in VERSIONS:
             with pytest.raises(ApiError) as error:
-                find_model(catalog, "microexpnet", "microexpnet_m", unquote(version))
+                find_model(catalog, "microexpnet_m", unquote(version))
             assert error.value.status == 404
         for size in SIZES:
             with pytest.raises(ValueError, match="unknown size"):

@@ -61,7 +61,7 @@ def test_version_published_while_running_is_served_next(store_copy: ModelStore, 
         assert seen[0][1] == 1 and seen[-1][1] == 2
         assert old["model"]["version"] == 1 and new["model"]["version"] == 2
         assert old["faces"][0]["probabilities"] != new["faces"][0]["probabilities"]  # other weights
-        assert served["XXS"] == 2 and served["M"] == 1
+        assert served["microexpnet_xxs"] == 2 and served["microexpnet_m"] == 1
         assert service.process.poll() is None
     finally:
         service.stop()
@@ -86,11 +86,11 @@ def test_admin_reload_refuses_a_corrupt_version_and_keeps_serving(store_copy: Mo
         publish_student(store_copy, "XXS", seed=1)
         assert predict(local).json()["model"]["version"] == 1  # no polling: nothing changes by itself
         reloaded = local.post("/admin/reload").json()
-        assert reloaded["changed"] is True and reloaded["served"]["XXS"] == 2
+        assert reloaded["changed"] is True and reloaded["served"]["microexpnet_xxs"] == 2
 
         corrupt_copy(store_copy, source=2, target=3)  # the store would now serve 3, the highest
         reloaded = local.post("/admin/reload").json()
-        assert reloaded["served"]["XXS"] == 2
+        assert reloaded["served"]["microexpnet_xxs"] == 2
         (refused,) = reloaded["refused"]
         assert (refused["name"], refused["version"]) == (NAME, 3) and "sha256" in refused["reason"]
         assert predict(local).json()["model"]["version"] == 2
@@ -100,5 +100,5 @@ def test_admin_reload_refuses_a_corrupt_version_and_keeps_serving(store_copy: Mo
         assert local.post("/admin/reload").json()["changed"] is False
 
         store_copy.promote(NAME, 1)  # the pointer, too, is followed
-        assert local.post("/admin/reload").json()["served"]["XXS"] == 1
+        assert local.post("/admin/reload").json()["served"]["microexpnet_xxs"] == 1
         assert predict(local).json()["model"]["version"] == 1

@@ -101,6 +101,18 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     assert store.resolve("xxs", version).metadata.labels == draft.labels
 
 
+def test_a_dsresnet_student_distils_at_its_own_input_size_and_exports_without_batch_norm(small_fer, tmp_path):
+    teacher = tmp_path / "teacher"
+    common = ["--data", f"fer2013:{small_fer}", "--epochs", "1", "--quiet", "--batch-size", "32"]
+    assert main(["teacher", *common, "--run-dir", str(teacher)]) == 0
+    args = ["student", *common, "--family", "dsresnet", "--size", "XS", "--teacher", str(teacher / "best.pt")]
+    assert main([*args, "--run-dir", str(tmp_path / "xs")]) == 0
+    _, draft = export_checkpoint(tmp_path / "xs" / "best.pt", tmp_path / "export")
+    assert (draft.family, draft.size, draft.architecture) == ("dsresnet", "XS", "dsresnet_xs")
+    assert draft.input.shape == [-1, 1, 48, 48] and draft.preprocess.input_size == 48
+    assert draft.provenance.temperature == 8.0
+
+
 def test_cli_reports_clear_errors(tmp_path, capsys):
     assert main(["student", "--data", f"fer2013:{tmp_path}", "--run-dir", str(tmp_path / "r")]) == 2
     assert "not a FER2013 folder" in capsys.readouterr().err

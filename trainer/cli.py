@@ -15,7 +15,7 @@ import torch
 from model_store.preprocess import PreprocessSpec
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
-from trainer.config import STUDENT_SPEC, KDConfig, TrainConfig, spec_for
+from trainer.config import STUDENT_INPUT_SIZES, KDConfig, TrainConfig, spec_for
 from trainer.data import DatasetError, FaceDataset, open_dataset
 from trainer.experiments import cross_validate, sweep_temperatures, train_run
 from trainer.models.microexpnet import POOLINGS, SIZES
@@ -57,7 +57,13 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
 
 def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> None:
     parser.add_argument("--size", default="all", help="M, S, XS, XXS or all")
-    parser.add_argument("--pooling", choices=POOLINGS, default="p12", help="the paper's Table II variants")
+    parser.add_argument(
+        "--family", choices=tuple(STUDENT_INPUT_SIZES), default="microexpnet", help="student architecture family"
+    )
+    parser.add_argument("--input-size", type=int, help="input side in pixels (default: the family's)")
+    parser.add_argument(
+        "--pooling", choices=POOLINGS, default="p12", help="MicroExpNet only: the paper's Table II variants"
+    )
     parser.add_argument(
         "--teacher", type=Path, required=kd_required, help="teacher best.pt; without it the student learns from labels"
     )
@@ -85,7 +91,9 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
 
 
 def _student_config(args: argparse.Namespace, size: str, kd: KDConfig | None) -> TrainConfig:
-    return _config(args, f"microexpnet_{size.lower()}", STUDENT_SPEC, model_kwargs={"pooling": args.pooling}, kd=kd)
+    spec = spec_for(args.input_size or STUDENT_INPUT_SIZES[args.family])
+    kwargs = {"pooling": args.pooling} if args.family == "microexpnet" else {}
+    return _config(args, f"{args.family}_{size.lower()}", spec, model_kwargs=kwargs, kd=kd)
 
 
 def _splits(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
@@ -164,7 +172,8 @@ def cmd_cv(args: argparse.Namespace) -> None:
         )
     for size in _sizes(args.size):
         kd = KDConfig(args.temperature, args.kd_lambda, f"{args.teacher_arch} per fold") if args.kd else None
-        name = f"{size.lower()}-{args.pooling}-{'kd-T' + format(args.temperature, 'g') if args.kd else 'vanilla'}"
+        variant = args.pooling if args.family == "microexpnet" else args.family
+        name = f"{size.lower()}-{variant}-{'kd-T' + format(args.temperature, 'g') if args.kd else 'vanilla'}"
         try:
             cv = cross_validate(
                 dataset,
@@ -224,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(teacher, epochs=30, lr=1e-3)
     teacher.set_defaults(handler=cmd_teacher)
 
-    student = commands.add_parser("student", help="train MicroExpNet students, vanilla or by KD from a teacher")
+    student = commands.add_parser("student", help="train students (MicroExpNet by default), vanilla or by KD")
     _add_data(student)
     _add_student(student)
     _add_training(student, epochs=50, lr=1e-4)

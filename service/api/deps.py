@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from model_store.faces import FaceDetector
-from model_store.metadata import SIZES, parse_size
+from model_store.metadata import FAMILY_PATTERN, MODEL_NAME_PATTERN, SIZES, parse_size, split_model_name
 from service.detect import Detectors
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel
@@ -41,23 +41,43 @@ async def chosen_model(
     models: Annotated[ModelRegistry, Depends(registry)],
     model: Annotated[
         str | None,
-        Query(description=f"model size: {', '.join(SIZES)} (any case); default: the server's default size"),
+        Query(
+            description=f"model size ({', '.join(SIZES)}, any case) or model name (e.g. microexpnet_xxs); "
+            "default: the server's default size"
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        Query(description="model family, e.g. microexpnet; default: the size's default family (see /v1/models)"),
     ] = None,
     version: Annotated[int | None, Query(ge=1, description="model version; default: the served version")] = None,
 ) -> LoadedModel:
+    family, size = _family_and_size(model, arch, config.default_size)
+    request.state.model_size = size
+    loaded = models.catalog.model(size, version, family)
+    request.state.log_fields = {"model": loaded.metadata.name, "version": loaded.metadata.version}
+    return loaded
+
+
+def _family_and_size(model: str | None, arch: str | None, default_size: str) -> tuple[str | None, str]:
+    if model is not None and MODEL_NAME_PATTERN.match(model):
+        family, size = split_model_name(model)
+        if arch is not None and arch != family:
+            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"model {model!r} is not of arch {arch!r}")
+        return family, size
+    if arch is not None and not FAMILY_PATTERN.match(arch):
+        raise ApiError(
+            422, ErrorCode.VALIDATION_ERROR, f"invalid arch {arch!r}: lower-case letters, digits and '-' only"
+        )
     try:
-        size = config.default_size if model is None else parse_size(model)
+        return arch, default_size if model is None else parse_size(model)
     except ValueError:
         raise ApiError(
             422,
             ErrorCode.UNKNOWN_MODEL_SIZE,
-            f"unknown model size {model!r}; valid sizes: {', '.join(SIZES)}",
+            f"unknown model {model!r}; valid sizes: {', '.join(SIZES)}, or a model name such as microexpnet_m",
             {"valid": list(SIZES)},
         ) from None
-    request.state.model_size = size
-    loaded = models.catalog.model(size, version)
-    request.state.log_fields = {"model": loaded.metadata.name, "version": loaded.metadata.version}
-    return loaded
 
 
 async def chosen_detector(

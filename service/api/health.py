@@ -24,8 +24,8 @@ async def healthz() -> HealthResponse:
 def ready_catalog(config: Settings, models: ModelRegistry) -> Catalog:
     """The loaded models, or 503 until the default size is served (shared with the OIP's server-ready)."""
     catalog = models.catalog
-    if config.default_size not in catalog.served:
-        loaded = ", ".join(catalog.served) or "none"
+    if config.default_size not in catalog.defaults:
+        loaded = ", ".join(catalog.models) or "none"
         raise ApiError(
             503,
             ErrorCode.NOT_READY,
@@ -44,7 +44,8 @@ async def readyz(
     config: Annotated[Settings, Depends(settings)], models: Annotated[ModelRegistry, Depends(registry)]
 ) -> ReadyResponse:
     """Ready when the default size is served: requests that name no size would fail otherwise."""
-    return ReadyResponse(served=dict(ready_catalog(config, models).served))
+    catalog = ready_catalog(config, models)
+    return ReadyResponse(served=dict(catalog.served), defaults=dict(catalog.defaults))
 
 
 @router.post(
@@ -59,5 +60,6 @@ async def reload(models: Annotated[ModelRegistry, Depends(registry)]) -> ReloadR
     return ReloadResponse(
         changed=changed,
         served=dict(catalog.served),
+        defaults=dict(catalog.defaults),
         refused=refused_versions(catalog.refused),
     )

@@ -1,4 +1,4 @@
-"""GET /v1/models: every size with its versions and their metadata."""
+"""GET /v1/models: every model (family x size) with its versions and their metadata."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from model_store.metadata import model_name
+from model_store.metadata import SIZES, split_model_name
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
 from service.errors import responses
 from service.registry import ModelRegistry
-from service.schemas import ModelsResponse, SizeModels, refused_versions
+from service.schemas import ModelEntry, ModelsResponse, refused_versions
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -26,18 +26,26 @@ async def list_models(
     available: Annotated[Detectors, Depends(detectors)],
 ) -> ModelsResponse:
     catalog = models.catalog
+
+    def order(name: str) -> tuple[int, bool, str]:
+        size = split_model_name(name)[1]
+        return SIZES.index(size), catalog.defaults.get(size) != name, name
+
     return ModelsResponse(
         default_size=config.default_size,
+        families=catalog.families,
         detectors=available.names,
         default_detector=available.default,
-        sizes=[
-            SizeModels(
-                size=size,
-                name=model_name(config.family, size),
-                default_version=catalog.served[size],
-                versions=[versions[v].metadata for v in sorted(versions)],
+        models=[
+            ModelEntry(
+                name=name,
+                family=split_model_name(name)[0],
+                size=split_model_name(name)[1],
+                default=catalog.defaults.get(split_model_name(name)[1]) == name,
+                default_version=catalog.served[name],
+                versions=[catalog.models[name][v].metadata for v in sorted(catalog.models[name])],
             )
-            for size, versions in catalog.models.items()
+            for name in sorted(catalog.models, key=order)
         ],
         refused=refused_versions(catalog.refused),
     )

@@ -50,7 +50,7 @@ _INFER_ERRORS = _errors(400, 404, 408, 413, 503)
 
 
 def _target(request: Request, models: ModelRegistry, name: str, version: str | None) -> ModelTarget:
-    target = find_model(models.catalog, models.family, name, version)
+    target = find_model(models.catalog, name, version)
     metadata = target.model.metadata
     request.state.model_size = metadata.size
     request.state.log_fields = {"model": metadata.name, "version": metadata.version}

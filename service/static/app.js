@@ -21,15 +21,15 @@ async function loadModels() {
   const response = await fetch("/v1/models");
   if (!response.ok) throw new Error(await errorText(response));
   const models = await response.json();
-  for (const entry of models.sizes) {
-    const option = new Option(`${entry.size} (v${entry.default_version})`, entry.size);
-    option.selected = entry.size === models.default_size;
+  for (const entry of models.models) {
+    const option = new Option(`${entry.size} · ${entry.family} (v${entry.default_version})`, entry.name);
+    option.selected = entry.default && entry.size === models.default_size;
     $("size").add(option);
   }
   for (const name of models.detectors) {
     $("detector").add(new Option(name, name, false, name === models.default_detector));
   }
-  if (!models.sizes.length) throw new Error("no model is loaded on the server");
+  if (!models.models.length) throw new Error("no model is loaded on the server");
   setStatus("Ready: choose an image.");
 }
 
@@ -50,7 +50,7 @@ function renderFaces(prediction) {
   const summary = document.createElement("p");
   summary.textContent = prediction.no_face
     ? "No face found."
-    : `${prediction.faces.length} face(s), model ${model.size} v${model.version}, ` +
+    : `${prediction.faces.length} face(s), model ${model.name} v${model.version}, ` +
       `${prediction.timing.total_ms.toFixed(1)} ms`;
   results.append(summary);
   prediction.faces.forEach((face, index) => {
