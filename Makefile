@@ -64,7 +64,8 @@ fer2013-vanilla: install-dev
 fer2013-sweep: install-dev
 	for size in $(SIZES); do \
 	  $(TRAIN) sweep --data fer2013:$(FER) --size $$size --teacher $(RUNS)/fer2013/teacher/best.pt \
-	      --temperatures $(FER_SWEEP_TEMPERATURES) --run-dir $(RUNS)/fer2013/sweep $(FER_SWEEP) || exit 1; \
+	      --temperatures $(FER_SWEEP_TEMPERATURES) --run-dir $(RUNS)/fer2013/sweep/$$(echo $$size | tr A-Z a-z) \
+	      $(FER_SWEEP) || exit 1; \
 	done
 
 fer2013-kd: fer2013-sweep
