@@ -18,13 +18,25 @@ def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp
     _cell(grid, "xxs-p12-kd-T4", 0.80, [0.5, 0.5])  # best on test, worse on the selection splits
     _cell(grid, "xxs-p12-kd-T8", 0.75, [0.7, 0.7])
     _cell(tmp_path / "ckplus" / "random-k5", "m-p1-vanilla", 0.77, [0.7])
-    fer = tmp_path / "fer2013" / "vanilla" / "xxs"
-    fer.mkdir(parents=True)
-    (fer / "result.json").write_text(json.dumps({"parameters": 64951, "val_accuracy": 0.51, "test_accuracy": 0.52,
-                                                 "test_accuracy_8crop": 0.53, "temperature": None}))  # fmt: skip
+    test = {"accuracy": 0.55, "confusion_matrix": [[3, 1], [0, 4]], "classes": ["happiness", "sadness"]}
+    for kind, accuracy, temperature in (("vanilla", 0.52, None), ("kd", 0.55, 4.0)):
+        fer = tmp_path / "fer2013" / kind / "xxs"
+        fer.mkdir(parents=True)
+        (fer / "result.json").write_text(json.dumps({
+            "arch": "microexpnet_xxs", "parameters": 64951, "val_accuracy": 0.51, "test_accuracy": accuracy,
+            "test_accuracy_8crop": 0.53, "temperature": temperature, "test": test,
+        }))  # fmt: skip
+    sweep = tmp_path / "fer2013" / "sweep" / "xxs"
+    sweep.mkdir(parents=True)
+    results = {"2.0": {"val_accuracy": 0.40}, "4.0": {"val_accuracy": 0.45}}
+    (sweep / "sweep.json").write_text(json.dumps({"best_temperature": 4.0, "results": results}))
     assert selected_temperature(grid, "XXS") == 8.0
-    text = report(tmp_path)
+    text = report(tmp_path, tmp_path / "figures")
     assert "| XXS | 70.0 ± 1.0 | 75.0 ± 1.0 | 8.0 | +5.0 |" in text
     assert "| MicroExpNet-XXS vanilla | 64,951 | 51.0 | 52.0 | 53.0 |  |" in text
     assert "| M | — | 77.0 ± 1.0 | — |" in text
     assert "*no finished cells yet*" in text
+    assert "| XXS | 52.0 | 55.0 | +3.0 | 53.0 | 53.0 |" in text  # KD vs vanilla on FER2013
+    assert "| XXS | 40.0 | 45.0 | 4 |" in text  # the sweep and the T it chose
+    figures = {path.name for path in (tmp_path / "figures").iterdir()}
+    assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png"}

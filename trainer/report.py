@@ -71,6 +71,50 @@ def fer2013_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def fer2013_sweep_table(root: Path, plot: Path | None = None) -> str:
+    """Validation accuracy per temperature of each size's short KD runs (what chose T), and the chosen T."""
+    sweeps = {size: data for size in SIZES if (data := _load(root / "sweep" / size.lower() / "sweep.json"))}
+    if not sweeps:
+        return "*no finished sweep yet*"
+    temperatures = sorted({float(t) for data in sweeps.values() for t in data["results"]})
+    lines = ["| size | " + " | ".join(f"T={t:g}" for t in temperatures) + " | chosen T |",
+             "|---|" + "---:|" * (len(temperatures) + 1)]  # fmt: skip
+    series = {}
+    for size, data in sweeps.items():
+        values = {float(t): r["val_accuracy"] for t, r in data["results"].items()}
+        series[f"MicroExpNet-{size}"] = values
+        row = " | ".join(_pct(values.get(t)) for t in temperatures)
+        lines.append(f"| {size} | {row} | {data['best_temperature']:g} |")
+    if plot is not None:
+        plots.accuracy_vs_temperature(series, plot, "FER2013 validation accuracy vs temperature (short runs)")
+    return "\n".join(lines)
+
+
+def fer2013_kd_vs_vanilla(root: Path) -> str:
+    lines = [
+        "| size | vanilla test | KD test | KD − vanilla | vanilla 8-crop | KD 8-crop |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in SIZES:
+        vanilla, kd = (_load(root / kind / size.lower() / "result.json") for kind in ("vanilla", "kd"))
+        gap = f"{100 * (kd['test_accuracy'] - vanilla['test_accuracy']):+.1f}" if kd and vanilla else "—"
+        lines.append(
+            f"| {size} | {_pct(vanilla and vanilla['test_accuracy'])} | {_pct(kd and kd['test_accuracy'])} | {gap} | "
+            f"{_pct(vanilla and vanilla['test_accuracy_8crop'])} | {_pct(kd and kd['test_accuracy_8crop'])} |"
+        )
+    return "\n".join(lines)
+
+
+def fer2013_confusion_plots(root: Path, plots_dir: Path) -> None:
+    """PrivateTest confusion matrices (centre crop) of the teacher and the KD students."""
+    runs = {"teacher": root / "teacher"} | {f"kd_{size.lower()}": root / "kd" / size.lower() for size in SIZES}
+    for name, run in runs.items():
+        if (result := _load(run / "result.json")) is not None:
+            test = result["test"]
+            title = f"{result['arch']} on FER2013 PrivateTest ({100 * test['accuracy']:.1f}%)"
+            plots.confusion_matrix(test["confusion_matrix"], test["classes"], plots_dir / f"fer2013_{name}.png", title)
+
+
 def kd_table(grid: Path) -> str:
     cells = cv_cells(grid)
     lines = ["| size | vanilla | KD | T (picked on selection splits) | KD − vanilla |", "|---|---:|---:|---:|---:|"]
@@ -120,11 +164,19 @@ def selected_temperature(grid: Path, size: str) -> float | None:
 
 
 def report(runs: Path, plots_dir: Path | None = None) -> str:
-    fig = None if plots_dir is None else plots_dir / "ckplus_accuracy_vs_temperature.png"
+    fig = fer_fig = None
+    if plots_dir is not None:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        fig, fer_fig = plots_dir / "ckplus_accuracy_vs_temperature.png", plots_dir / "fer2013_sweep.png"
+        fer2013_confusion_plots(runs / "fer2013", plots_dir)
     return "\n\n".join(
         [
             "## FER2013 (train / val = PublicTest / test = PrivateTest)",
             fer2013_table(runs / "fer2013"),
+            "## FER2013 KD vs vanilla (PrivateTest, %)",
+            fer2013_kd_vs_vanilla(runs / "fer2013"),
+            "## FER2013 temperature sweep (validation accuracy, %)",
+            fer2013_sweep_table(runs / "fer2013", fer_fig),
             "## CK+ vanilla vs KD (subject-independent 10-fold CV)",
             kd_table(runs / "ckplus" / "subject-k10"),
             "## CK+ pooling variants (Table II; 5-fold CV, random vs subject-independent)",
