@@ -49,7 +49,7 @@ FER_SWEEP_TEMPERATURES := 2,4,8,16,32
 # temperature sweep (the paper's Fig. 1, all seven temperatures) takes half of it per cell.
 CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
-CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 15 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
+CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
 .PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd ckplus-pooling ckplus-temperature ckplus-vanilla \
 	ckplus-kd report ship

@@ -13,9 +13,12 @@ def _cell(root, name, mean, folds_val):
 
 
 def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp_path):
+    sweep = tmp_path / "ckplus" / "subject-k5"  # the temperature sweep picks T for the 10-fold table
+    _cell(sweep, "xxs-p12-kd-T4", 0.80, [0.5, 0.5])  # best on test, worse on the selection splits
+    _cell(sweep, "xxs-p12-kd-T8", 0.75, [0.7, 0.7])
     grid = tmp_path / "ckplus" / "subject-k10"
     _cell(grid, "xxs-p12-vanilla", 0.70, [0.6, 0.6])
-    _cell(grid, "xxs-p12-kd-T4", 0.80, [0.5, 0.5])  # best on test, worse on the selection splits
+    _cell(grid, "xxs-p12-kd-T4", 0.60, [0.9, 0.9])  # an extra cell: the sweep's choice, not this, counts
     _cell(grid, "xxs-p12-kd-T8", 0.75, [0.7, 0.7])
     _cell(tmp_path / "ckplus" / "random-k5", "m-p1-vanilla", 0.77, [0.7])
     test = {"accuracy": 0.55, "confusion_matrix": [[3, 1], [0, 4]], "classes": ["happiness", "sadness"]}
@@ -26,17 +29,17 @@ def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp
             "arch": "microexpnet_xxs", "parameters": 64951, "val_accuracy": 0.51, "test_accuracy": accuracy,
             "test_accuracy_8crop": 0.53, "temperature": temperature, "test": test,
         }))  # fmt: skip
-    sweep = tmp_path / "fer2013" / "sweep" / "xxs"
-    sweep.mkdir(parents=True)
+    fer_sweep = tmp_path / "fer2013" / "sweep" / "xxs"
+    fer_sweep.mkdir(parents=True)
     results = {"2.0": {"val_accuracy": 0.40}, "4.0": {"val_accuracy": 0.45}}
-    (sweep / "sweep.json").write_text(json.dumps({"best_temperature": 4.0, "results": results}))
-    assert selected_temperature(grid, "XXS") == 8.0
+    (fer_sweep / "sweep.json").write_text(json.dumps({"best_temperature": 4.0, "results": results}))
+    assert selected_temperature(sweep, "XXS") == 8.0
     text = report(tmp_path, tmp_path / "figures")
     assert "| XXS | 70.0 ± 1.0 | 75.0 ± 1.0 | 8.0 | +5.0 |" in text
     assert "| MicroExpNet-XXS vanilla | 64,951 | 51.0 | 52.0 | 53.0 |  |" in text
     assert "| M | — | 77.0 ± 1.0 | — |" in text
-    assert "*no finished cells yet*" in text
+    assert "| XXS | 80.0 ± 1.0 | 75.0 ± 1.0 |" in text  # accuracy vs temperature (Fig. 1)
     assert "| XXS | 52.0 | 55.0 | +3.0 | 53.0 | 53.0 |" in text  # KD vs vanilla on FER2013
     assert "| XXS | 40.0 | 45.0 | 4 |" in text  # the sweep and the T it chose
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
-    assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png"}
+    assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png", "ckplus_accuracy_vs_temperature.png"}

@@ -115,12 +115,13 @@ def fer2013_confusion_plots(root: Path, plots_dir: Path) -> None:
             plots.confusion_matrix(test["confusion_matrix"], test["classes"], plots_dir / f"fer2013_{name}.png", title)
 
 
-def kd_table(grid: Path) -> str:
+def kd_table(grid: Path, sweep: Path) -> str:
+    """Vanilla vs KD cells of ``grid``, KD at the temperature the ``sweep`` grid picked on its selection splits."""
     cells = cv_cells(grid)
     lines = ["| size | vanilla | KD | T (picked on selection splits) | KD − vanilla |", "|---|---:|---:|---:|---:|"]
     for size in SIZES:
         vanilla = cells.get((size, "p12", None))
-        best_t = selected_temperature(grid, size)
+        best_t = selected_temperature(sweep, size)
         best = cells.get((size, "p12", best_t)) if best_t is not None else None
         gap = f"{100 * (best['mean'] - vanilla['mean']):+.1f}" if best and vanilla else "—"
         lines.append(f"| {size} | {_cv(vanilla)} | {_cv(best)} | {best_t if best_t is not None else '—'} | {gap} |")
@@ -178,7 +179,7 @@ def report(runs: Path, plots_dir: Path | None = None) -> str:
             "## FER2013 temperature sweep (validation accuracy, %)",
             fer2013_sweep_table(runs / "fer2013", fer_fig),
             "## CK+ vanilla vs KD (subject-independent 10-fold CV)",
-            kd_table(runs / "ckplus" / "subject-k10"),
+            kd_table(runs / "ckplus" / "subject-k10", runs / "ckplus" / "subject-k5"),
             "## CK+ pooling variants (Table II; 5-fold CV, random vs subject-independent)",
             pooling_table(runs / "ckplus", folds=5),
             "## CK+ accuracy vs temperature (Fig. 1; subject-independent 5-fold CV)",
