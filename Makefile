@@ -38,15 +38,16 @@ CKPLUS ?= ../shared/datasets/ckplus48
 THREADS ?= 2
 TRAIN := $(BIN)/python -m trainer
 SIZES := M S XS XXS
-TEMPERATURES := 2 4 8 16 20 32 64
-# FER2013 student recipe, the same for vanilla and KD runs so the comparison is fair. The temperature sweep uses a
-# short budget and five of the paper's seven temperatures (20 and 64 sit between and beyond 16 and 32): the ranking is
-# what it needs, and the full grid at the full budget is 17 CPU-hours here. The final KD run gets the full budget.
+TEMPERATURES := 2 4 8 16 32
+comma := ,
+space := $(subst ,, )
+# Temperatures swept (FER2013 and CK+): five of the paper's seven, {2,4,8,16,20,32,64} without 20 and 64 (between
+# and beyond 16 and 32), to fit this machine. FER2013 student recipe, the same for vanilla and KD runs so the
+# comparison is fair; its sweep uses a short budget (the ranking is what it needs), the final KD run the full one.
 FER_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 FER_SWEEP := --epochs 6 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
-FER_SWEEP_TEMPERATURES := 2,4,8,16,32
 # CK+ cross-validation: a fixed budget per cell (selection of the best epoch on 10% of the training subjects); the
-# temperature sweep (the paper's Fig. 1, all seven temperatures) takes half of it per cell.
+# temperature sweep (the paper's Fig. 1) takes half of it per cell.
 CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
@@ -64,7 +65,7 @@ fer2013-vanilla: install-dev
 fer2013-sweep: install-dev
 	for size in $(SIZES); do \
 	  $(TRAIN) sweep --data fer2013:$(FER) --size $$size --teacher $(RUNS)/fer2013/teacher/best.pt \
-	      --temperatures $(FER_SWEEP_TEMPERATURES) --run-dir $(RUNS)/fer2013/sweep/$$(echo $$size | tr A-Z a-z) \
+	      --temperatures $(subst $(space),$(comma),$(TEMPERATURES)) --run-dir $(RUNS)/fer2013/sweep/$$(echo $$size | tr A-Z a-z) \
 	      $(FER_SWEEP) || exit 1; \
 	done
 
