@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from model_store.faces import FaceDetector
-from model_store.metadata import FAMILY_PATTERN, MODEL_NAME_PATTERN, SIZES, parse_size, split_model_name
+from model_store.metadata import MODEL_NAME_PATTERN, SIZES, check_family, parse_size, split_model_name
 from service.detect import Detectors
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel
@@ -65,10 +65,11 @@ def _family_and_size(model: str | None, arch: str | None, default_size: str) -> 
         if arch is not None and arch != family:
             raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"model {model!r} is not of arch {arch!r}")
         return family, size
-    if arch is not None and not FAMILY_PATTERN.match(arch):
-        raise ApiError(
-            422, ErrorCode.VALIDATION_ERROR, f"invalid arch {arch!r}: lower-case letters, digits and '-' only"
-        )
+    if arch is not None:
+        try:
+            check_family(arch)
+        except ValueError as error:
+            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"arch: {error}") from None
     try:
         return arch, default_size if model is None else parse_size(model)
     except ValueError:
