@@ -19,7 +19,6 @@ from pathlib import Path
 from benchmarks import detection, http_load, machine, model_speed, quantize, report
 from benchmarks.official_tf import OFFICIAL
 from benchmarks.server import REPO
-from model_store.metadata import SIZES
 from model_store.store import ModelStore
 
 HISTORY = REPO / "benchmarks" / "history"
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[bench] {args.label}: sections {', '.join(args.only)}", file=sys.stderr)
     if "model" in args.only:
         result["peak"] = machine.peak_flops()
-        result["model"] = model_speed.run(store, list(SIZES), seconds, rounds=3)
+        result["model"] = model_speed.run(store, seconds, rounds=3)
         result["optimisation_levels"] = model_speed.optimisation_levels(store, "XXS", seconds / 2)
     if "tensorflow" in args.only:
         result["official_tf"] = official_tf(model_speed.thread_counts(), seconds, rounds=3)

@@ -1,8 +1,9 @@
 """Model only: onnxruntime (with the service's session options) beside PyTorch eager and the arithmetic floor.
 
-Each size is timed at batch 1 (latency: median and p99 of single runs) and batch 1/32/256 (throughput), at one
-thread and at one thread per core. onnxruntime and PyTorch are timed in alternating rounds so that a change
-in the machine's load hits both alike; the ratio is what the run claims, not the absolute times.
+Each served model (every family, every size) is timed at batch 1 (latency: median and p99 of single runs) and
+batch 1/32/256 (throughput), at one thread and at one thread per core. onnxruntime and PyTorch are timed in
+alternating rounds so that a change in the machine's load hits both alike; the ratio is what the run claims, not
+the absolute times.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.flops import flops_per_image
+from model_store.metadata import split_model_name
 from model_store.store import ModelStore
 from service.inference import session_options
 
@@ -69,8 +71,9 @@ def _runners(onnx_path: Path, architecture: str, labels: int, threads: int) -> d
     return runners
 
 
-def measure_size(store: ModelStore, size: str, threads: int, seconds: float, rounds: int) -> dict[str, object]:
-    resolved = store.resolve(size)
+def measure_model(store: ModelStore, name: str, threads: int, seconds: float, rounds: int) -> dict[str, object]:
+    family, size = split_model_name(name)
+    resolved = store.resolve(size, family=family)
     meta = resolved.metadata
     runners = _runners(resolved.onnx_path, meta.architecture, len(meta.labels), threads)
     side = meta.preprocess.input_size
@@ -99,6 +102,8 @@ def measure_size(store: ModelStore, size: str, threads: int, seconds: float, rou
             "samples": len(times),
         }
     return {
+        "model": name,
+        "family": family,
         "size": size,
         "version": meta.version,
         "threads": threads,
@@ -136,5 +141,7 @@ def optimisation_levels(store: ModelStore, size: str, seconds: float) -> list[di
     return rows
 
 
-def run(store: ModelStore, sizes: list[str], seconds: float, rounds: int) -> list[dict[str, object]]:
-    return [measure_size(store, size, threads, seconds, rounds) for size in sizes for threads in thread_counts()]
+def run(store: ModelStore, seconds: float, rounds: int) -> list[dict[str, object]]:
+    """Every served model of every family in the store, at each thread count."""
+    threads = thread_counts()
+    return [measure_model(store, name, count, seconds, rounds) for name in store.models() for count in threads]

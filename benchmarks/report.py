@@ -25,16 +25,48 @@ def is_full(run: dict) -> bool:
     return not run.get("quick") and all(key in run for key in ("model", "official_tf", "detection", "http"))
 
 
-def _model_row(run: dict, size: str, threads: int | None = None) -> dict | None:
-    rows = [row for row in run.get("model", []) if row["size"] == size]
-    if threads is not None:
-        rows = [row for row in rows if row["threads"] == threads]
+def _family(row: dict) -> str:
+    return row.get("family", "microexpnet")  # runs from before other families were benchmarked
+
+
+def _model_rows(run: dict, size: str, family: str) -> list[dict]:
+    return [row for row in run.get("model", []) if row["size"] == size and _family(row) == family]
+
+
+def _model_row(run: dict, size: str, threads: int | None = None, family: str = "microexpnet") -> dict | None:
+    rows = [row for row in _model_rows(run, size, family) if threads is None or row["threads"] == threads]
     return rows[0] if rows else None
 
 
-def best_throughput_row(run: dict, size: str) -> dict | None:
-    rows = [row for row in run.get("model", []) if row["size"] == size]
+def best_throughput_row(run: dict, size: str, family: str = "microexpnet") -> dict | None:
+    rows = _model_rows(run, size, family)
     return max(rows, key=lambda r: r["engines"]["onnxruntime"]["throughput"]["256"]) if rows else None
+
+
+def model_speed(run: dict, size: str, family: str) -> tuple[float, float] | None:
+    """(batch-1 median ms at one thread, best batch-256 images/s) of one model in onnxruntime."""
+    one, best = _model_row(run, size, 1, family), best_throughput_row(run, size, family)
+    if one is None or best is None:
+        return None
+    ort = "onnxruntime"
+    return one["engines"][ort]["latency_ms"]["median"], best["engines"][ort]["throughput"]["256"]
+
+
+def family_targets(run: dict) -> list[str]:
+    """Issue 9's speed bar for every other family's model, beside MicroExpNet at the same size."""
+    out = []
+    others = sorted({(row["size"], _family(row)) for row in run.get("model", []) if _family(row) != "microexpnet"})
+    for size, family in others:
+        ms, rate = model_speed(run, size, family) or (None, None)
+        if ms is None or rate is None:
+            continue
+        base = model_speed(run, size, "microexpnet")
+        beside = f" (MicroExpNet-{size}: {base[0]:.3f} ms, {base[1]:,.0f} images/s)" if base else ""
+        out.append(
+            f"| {family} {size}: batch 256 ≥ 1,000 images/s and batch-1 median < 1 ms | {rate:,.0f} images/s, "
+            f"{ms:.3f} ms{beside} | {_check(rate >= 1000 and ms < 1)} |"
+        )
+    return out
 
 
 def _point(run: dict, workload: str, size: str, connections: int) -> dict | None:
@@ -152,7 +184,7 @@ def targets(run: dict) -> list[str]:
                 f"| HTTP costs ≤ 25% of in-process throughput, (a) | HTTP {comparison['http_per_s']:.0f} vs in-process "
                 f"{comparison['in_process_per_s']:.0f} req/s: costs {1 - share:.0%} | {_check(share >= 0.75)} |"
             )
-    return out
+    return out + family_targets(run)
 
 
 def machine_section(run: dict) -> list[str]:
@@ -178,9 +210,13 @@ def machine_section(run: dict) -> list[str]:
     return out
 
 
+def _name(row: dict) -> str:
+    return row.get("model", f"microexpnet_{row['size'].lower()}")
+
+
 def model_section(run: dict) -> list[str]:
     out = [
-        "| size | threads | engine | batch-1 median ms | batch-1 p99 ms | img/s @1 | img/s @32 | img/s @256 | "
+        "| model | threads | engine | batch-1 median ms | batch-1 p99 ms | img/s @1 | img/s @32 | img/s @256 | "
         "@256 vs eager | floor img/s @256 | share of peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -194,14 +230,14 @@ def model_section(run: dict) -> list[str]:
             ratio = tp["256"] / eager if eager else None
             share = tp["256"] * row["flops_per_image"] / peak if peak else None
             out.append(
-                f"| {row['size']} | {row['threads']} | {name} | {engine['latency_ms']['median']:.3f} | "
+                f"| {_name(row)} | {row['threads']} | {name} | {engine['latency_ms']['median']:.3f} | "
                 f"{engine['latency_ms']['p99']:.3f} | {tp['1']:,.0f} | {tp['32']:,.0f} | {tp['256']:,.0f} | "
                 f"{_fmt(ratio, '.1f')}× | {_fmt(floor, ',.0f')} | {_fmt(share, '.0%')} |"
             )
-    sizes = {row["size"]: row for row in run["model"]}
+    sizes = {_name(row): row for row in run["model"]}
     out += [
         "",
-        "| size | parameters | ONNX bytes | MFLOP per image |",
+        "| model | parameters | ONNX bytes | MFLOP per image |",
         "|---|---|---|---|",
         *(
             f"| {s} | {r['parameters']:,} | {r['file_bytes']:,} | {r['flops_per_image'] / 1e6:.2f} |"

@@ -43,3 +43,27 @@ def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp
     assert "| XXS | 40.0 | 45.0 | 4 |" in text  # the sweep and the T it chose
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
     assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png", "ckplus_accuracy_vs_temperature.png"}
+
+
+def _fer_run(root, name, arch, val, test_accuracy, temperature=None):
+    run = root / "fer2013" / name
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({
+        "arch": arch, "parameters": 1000, "val_accuracy": val, "test_accuracy": test_accuracy,
+        "test_accuracy_8crop": test_accuracy, "temperature": temperature,
+    }))  # fmt: skip
+
+
+def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tmp_path):
+    _fer_run(tmp_path, "teacher", "fer_vgg", 0.66, 0.678)
+    _fer_run(tmp_path, "ensemble", "fer_vgg + fer_vgg", 0.68, 0.695)
+    _fer_run(tmp_path, "kd/xxs", "microexpnet_xxs", 0.53, 0.530, 4.0)
+    _fer_run(tmp_path, "kd-ensemble/xxs", "microexpnet_xxs", 0.54, 0.545, 4.0)
+    _fer_run(tmp_path, "families/dsresnet_xxs", "dsresnet_xxs", 0.58, 0.570, 4.0)
+    _fer_run(tmp_path, "families/dsvgg_xxs", "dsvgg_xxs", 0.57, 0.600, 4.0)  # better on test, worse on val
+    text = report(tmp_path)
+    assert "| teacher ensemble (fer_vgg + fer_vgg) | 1,000 | 68.0 | 69.5 | 69.5 |  |" in text
+    assert "| dsresnet_xxs kd | 1,000 | 58.0 | 57.0 | 57.0 | 4.0 |" in text
+    assert "| size | T | from 67.8 teacher | from 69.5 teacher | difference |" in text
+    assert "| XXS | 4.0 | 53.0 | 54.5 | +1.5 |" in text
+    assert "| XXS | dsresnet_xxs | 58.0 | 57.0 | 54.5 | +2.5 |" in text

@@ -142,3 +142,42 @@ def test_inception_teacher_builds_with_torchvision_or_says_what_it_needs():
         return
     model = create_model("inception_v3", num_classes=7).eval()
     assert model(torch.zeros(1, 1, 299, 299)).shape == (1, 7)
+
+
+def test_a_teacher_ensemble_is_evaluated_and_distilled_from_as_one_model(small_fer, tmp_path):
+    from trainer.ensemble import build_ensemble, load_members
+    from trainer.evaluate import predict_logits, prepare_grids
+    from trainer.teacher_logits import ensemble_logits, teacher_logits
+
+    common = ["--data", f"fer2013:{small_fer}", "--epochs", "1", "--quiet", "--batch-size", "32"]
+    teachers = [tmp_path / f"teacher{seed}" / "best.pt" for seed in (0, 1)]
+    for seed, path in enumerate(teachers):
+        assert main(["teacher", *common, "--run-dir", str(path.parent), "--seed", str(seed)]) == 0
+    data = load_fer2013_folder(small_fer)
+    members = load_members(teachers)
+    ensemble, spec = build_ensemble(members), members[0].preprocess
+    mean = ensemble_logits(teachers, data["train"])
+    assert torch.allclose(mean[:, 0], predict_logits(ensemble, prepare_grids(data["train"], spec), spec), atol=1e-5)
+    assert not torch.allclose(mean, teacher_logits(teachers[0], data["train"]))  # the second member counts
+
+    args = ["ensemble", *map(str, teachers), "--data", f"fer2013:{small_fer}", "--run-dir", str(tmp_path / "e")]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "e" / "result.json").read_text())
+    assert result["arch"] == "fer_vgg + fer_vgg" and result["members"] == [str(t) for t in teachers]
+    assert result["parameters"] == 2 * json.loads((teachers[0].parent / "result.json").read_text())["parameters"]
+    assert result["test"]["count"] == len(data["test"]) and 0 <= result["test_accuracy"] <= 1
+
+    args = ["student", *common, "--size", "XXS", "--teacher", *map(str, teachers), "--run-dir", str(tmp_path / "s")]
+    assert main(args) == 0
+    best = torch.load(tmp_path / "s" / "best.pt", weights_only=True)
+    assert best["provenance"]["teacher"] == f"{teachers[0]}, {teachers[1]}"
+
+
+def test_an_ensemble_of_models_that_see_different_inputs_is_refused(small_fer, tmp_path, capsys):
+    common = ["--data", f"fer2013:{small_fer}", "--epochs", "1", "--quiet", "--batch-size", "32"]
+    assert main(["teacher", *common, "--run-dir", str(tmp_path / "a")]) == 0
+    assert main(["teacher", *common, "--run-dir", str(tmp_path / "b"), "--input-size", "40"]) == 0
+    paths = [str(tmp_path / name / "best.pt") for name in "ab"]
+    assert main(["ensemble", *paths, "--data", f"fer2013:{small_fer}", "--run-dir", str(tmp_path / "e")]) == 2
+    assert "preprocesses its input differently" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "result.json").exists()

@@ -65,7 +65,11 @@ def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> 
         "--pooling", choices=POOLINGS, default="p12", help="MicroExpNet only: the paper's Table II variants"
     )
     parser.add_argument(
-        "--teacher", type=Path, required=kd_required, help="teacher best.pt; without it the student learns from labels"
+        "--teacher",
+        type=Path,
+        nargs="+",
+        required=kd_required,
+        help="teacher best.pt, or several: an ensemble (mean logits); without it the student learns from labels",
     )
     parser.add_argument("--temperature", type=float, default=8.0)
     parser.add_argument("--kd-lambda", type=float, default=0.5)
@@ -118,12 +122,16 @@ def _size_dir(args: argparse.Namespace, size: str) -> Path:
 def _teacher_logits(args: argparse.Namespace, train: FaceDataset) -> torch.Tensor | None:
     if args.teacher is None:
         return None
-    from trainer.teacher_logits import teacher_logits
+    from trainer.teacher_logits import ensemble_logits
 
     try:
-        return teacher_logits(args.teacher, train)
+        return ensemble_logits(args.teacher, train)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+
+
+def _teacher_name(args: argparse.Namespace) -> str:
+    return ", ".join(str(path) for path in args.teacher)
 
 
 def _print(data: object) -> None:
@@ -139,7 +147,7 @@ def cmd_teacher(args: argparse.Namespace) -> None:
 def cmd_student(args: argparse.Namespace) -> None:
     train, val, test = _splits(args)
     logits = _teacher_logits(args, train)
-    kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, str(args.teacher))
+    kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, _teacher_name(args))
     for size in _sizes(args.size):
         config = _student_config(args, size, kd)
         result = train_run(config, train, val, _size_dir(args, size), logits=logits, test=test, progress=not args.quiet)
@@ -150,7 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     train, val, test = _splits(args)
     logits = _teacher_logits(args, train)
     for size in _sizes(args.size):
-        base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, str(args.teacher)))
+        base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, _teacher_name(args)))
         best, results = sweep_temperatures(
             base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet
         )
@@ -201,6 +209,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise CLIError(f"checkpoint predicts {checkpoint.labels}, the dataset has {list(dataset.classes)}")
     metrics = evaluate(checkpoint.build_model(), dataset, checkpoint.preprocess, args.views, args.views == "eight")
     _print(metrics.to_dict())
+
+
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from trainer.experiments import ensemble_run
+
+    _, val, test = _splits(args)
+    _print({k: v for k, v in ensemble_run(args.checkpoints, val, test, args.run_dir).items() if k != "test"})
 
 
 def cmd_import_official(args: argparse.Namespace) -> None:
@@ -266,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--views", choices=("centre", "eight"), default="centre")
     evaluate.add_argument("--threads", type=int, default=None)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    ensemble = commands.add_parser(
+        "ensemble", help="evaluate several checkpoints as one model (mean logits), e.g. a teacher ensemble"
+    )
+    ensemble.add_argument("checkpoints", type=Path, nargs="+")
+    _add_data(ensemble)
+    ensemble.add_argument("--run-dir", type=Path, required=True, help="where result.json and the plot go")
+    ensemble.add_argument("--threads", type=int, default=None)
+    ensemble.set_defaults(handler=cmd_ensemble)
 
     official = commands.add_parser("import-official", help="the paper authors' released weights as a checkpoint")
     official.add_argument("weights", type=Path, help="ck.npz or oulucasia.npz (wc1, bc1, ..., wo, bo)")

@@ -13,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from model_store.preprocess import PreprocessSpec
 from trainer import plots
 from trainer.checkpoint import ModelCheckpoint
 from trainer.config import TrainConfig
 from trainer.crossval import CVResult, Fold, SplitMode, make_folds
 from trainer.data import FaceDataset
+from trainer.ensemble import build_ensemble, load_members
 from trainer.evaluate import evaluate
+from trainer.models.registry import count_parameters
 from trainer.teacher_logits import teacher_logits
 from trainer.train import fit
 
@@ -61,21 +65,48 @@ def train_run(
     }
     if test is not None:
         checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
-        model = checkpoint.build_model()
-        centre = evaluate(model, test, checkpoint.preprocess)
-        eight = evaluate(model, test, checkpoint.preprocess, views="eight", flip=True)
-        result |= {"test_accuracy": centre.accuracy, "test_accuracy_8crop": eight.accuracy, "test": centre.to_dict()}
+        scores = _test_scores(checkpoint.build_model(), checkpoint.preprocess, test, run_dir)
+        centre = scores["test"]
+        result |= scores
         checkpoint.metrics |= {
-            "test_accuracy": centre.accuracy,
-            "test_accuracy_8crop": eight.accuracy,
+            "test_accuracy": scores["test_accuracy"],
+            "test_accuracy_8crop": scores["test_accuracy_8crop"],
             "per_class": {
-                c: {"precision": centre.per_class_precision[c], "recall": centre.per_class_recall[c]}
-                for c in centre.classes
+                c: {"precision": centre["per_class_precision"][c], "recall": centre["per_class_recall"][c]}
+                for c in centre["classes"]
             },
-            "confusion_matrix": centre.confusion_matrix,
+            "confusion_matrix": centre["confusion_matrix"],
         }
         checkpoint.save(run_dir / "best.pt")
-        plots.confusion_matrix(centre.confusion_matrix, centre.classes, run_dir / "confusion_matrix.png", run_dir.name)
+    _write(done, result)
+    return result
+
+
+def _test_scores(model: nn.Module, spec: PreprocessSpec, test: FaceDataset, run_dir: Path) -> dict:
+    """Test accuracy on the centre crop (with its metrics and confusion-matrix plot) and on 8 crops + flips."""
+    centre = evaluate(model, test, spec)
+    eight = evaluate(model, test, spec, views="eight", flip=True)
+    plots.confusion_matrix(centre.confusion_matrix, centre.classes, run_dir / "confusion_matrix.png", run_dir.name)
+    return {"test_accuracy": centre.accuracy, "test_accuracy_8crop": eight.accuracy, "test": centre.to_dict()}
+
+
+def ensemble_run(checkpoint_paths: Sequence[Path], val: FaceDataset, test: FaceDataset | None, run_dir: Path) -> dict:
+    """Evaluate trained models as one (mean logits) and write ``result.json`` like a training run's."""
+    done = run_dir / RESULT
+    if done.exists():
+        return json.loads(done.read_text())
+    checkpoints = load_members(checkpoint_paths)
+    model, spec = build_ensemble(checkpoints), checkpoints[0].preprocess
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "arch": " + ".join(checkpoint.arch for checkpoint in checkpoints),
+        "members": [str(path) for path in checkpoint_paths],
+        "parameters": count_parameters(model),
+        "val_accuracy": evaluate(model, val, spec).accuracy,
+        "temperature": None,
+    }
+    if test is not None:
+        result |= _test_scores(model, spec, test, run_dir)
     _write(done, result)
     return result
 

@@ -1,7 +1,8 @@
 """Paper-style tables from the ``result.json`` files that runs leave behind (``python -m trainer report``).
 
 Expected layout under the runs root (what the Makefile's experiment targets write):
-    fer2013/teacher/, fer2013/vanilla/<size>/, fer2013/kd/<size>/, fer2013/sweep/<size>/T<t>/
+    fer2013/teacher/, fer2013/teacher2/, fer2013/ensemble/, fer2013/sweep/<size>/T<t>/,
+    fer2013/{vanilla,kd,kd-ensemble}/<size>/, fer2013/families/<family>_<size>/
     ckplus/<mode>-k<folds>/<size>-<pooling>-<vanilla|kd-T<t>>/   (cross-validation cells)
 """
 
@@ -48,26 +49,68 @@ def _selection_accuracy(cell_dir: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
+    """(row label, run folder) of every FER2013 run the report knows, teachers first."""
+    runs = [("teacher", root / "teacher"), ("teacher 2", root / "teacher2"), ("teacher ensemble", root / "ensemble")]
+    for kind in STUDENT_KINDS:
+        runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
+    return runs + [(f"{run.name} kd", run) for run in sorted((root / "families").glob("*_*"))]
+
+
+# MicroExpNet students: without KD, by KD from the first teacher, by KD from the teacher ensemble.
+STUDENT_KINDS = ("vanilla", "kd", "kd-ensemble")
+
+
 def fer2013_table(root: Path) -> str:
     lines = [
         "| model | parameters | val | test (centre crop) | test (8 crops + flips) | T |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    teacher = _load(root / "teacher" / "result.json")
-    if teacher:
+    for label, run in _fer2013_runs(root):
+        if (r := _load(run / "result.json")) is not None:
+            name = f"{label} ({r['arch']})" if label.startswith("teacher") else label
+            lines.append(
+                f"| {name} | {r['parameters']:,} | {_pct(r['val_accuracy'])} | {_pct(r.get('test_accuracy'))} | "
+                f"{_pct(r.get('test_accuracy_8crop'))} | {r['temperature'] or ''} |"
+            )
+    return "\n".join(lines)
+
+
+def fer2013_teacher_effect(root: Path) -> str:
+    """Does a better teacher make a better student? The same students distilled from teacher 1 and the ensemble."""
+    teachers = [_load(root / name / "result.json") for name in ("teacher", "ensemble")]
+    header = " | ".join(f"from {_pct(t and t['test_accuracy'])} teacher" for t in teachers)
+    lines = [f"| size | T | {header} | difference |", "|---|---:|---:|---:|---:|"]
+    for size in SIZES:
+        one, both = (_load(root / kind / size.lower() / "result.json") for kind in ("kd", "kd-ensemble"))
+        gap = f"{100 * (both['test_accuracy'] - one['test_accuracy']):+.1f}" if one and both else "—"
+        temperature = (one or both or {}).get("temperature") or ""
         lines.append(
-            f"| teacher ({teacher['arch']}) | {teacher['parameters']:,} | {_pct(teacher['val_accuracy'])} | "
-            f"{_pct(teacher.get('test_accuracy'))} | {_pct(teacher.get('test_accuracy_8crop'))} | |"
+            f"| {size} | {temperature} | {_pct(one and one['test_accuracy'])} | "
+            f"{_pct(both and both['test_accuracy'])} | {gap} |"
         )
-    for kind in ("vanilla", "kd"):
-        for size in SIZES:
-            r = _load(root / kind / size.lower() / "result.json")
-            if r:
-                lines.append(
-                    f"| MicroExpNet-{size} {kind} | {r['parameters']:,} | {_pct(r['val_accuracy'])} | "
-                    f"{_pct(r.get('test_accuracy'))} | {_pct(r.get('test_accuracy_8crop'))} | "
-                    f"{r['temperature'] or ''} |"
-                )
+    return "\n".join(lines)
+
+
+def fer2013_family_choice(root: Path) -> str:
+    """Per size, the most accurate model on val among every family's students (what the store should serve)."""
+    lines = [
+        "| size | most accurate on val | val | test | MicroExpNet KD test | difference |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    results = [r for _, run in _fer2013_runs(root) if (r := _load(run / "result.json")) is not None]
+    for size in SIZES:
+        candidates = [r for r in results if r["arch"].endswith(f"_{size.lower()}") and r.get("temperature")]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda r: r["val_accuracy"])
+        micro = max((r for r in candidates if r["arch"].startswith("microexpnet")), key=lambda r: r["val_accuracy"],
+                    default=None)  # fmt: skip
+        gap = f"{100 * (best['test_accuracy'] - micro['test_accuracy']):+.1f}" if micro else "—"
+        lines.append(
+            f"| {size} | {best['arch']} | {_pct(best['val_accuracy'])} | {_pct(best['test_accuracy'])} | "
+            f"{_pct(micro and micro['test_accuracy'])} | {gap} |"
+        )
     return "\n".join(lines)
 
 
@@ -176,6 +219,10 @@ def report(runs: Path, plots_dir: Path | None = None) -> str:
             fer2013_table(runs / "fer2013"),
             "## FER2013 KD vs vanilla (PrivateTest, %)",
             fer2013_kd_vs_vanilla(runs / "fer2013"),
+            "## FER2013 students of a better teacher (PrivateTest, %)",
+            fer2013_teacher_effect(runs / "fer2013"),
+            "## FER2013 most accurate student per size on val (all families; PrivateTest, %)",
+            fer2013_family_choice(runs / "fer2013"),
             "## FER2013 temperature sweep (validation accuracy, %)",
             fer2013_sweep_table(runs / "fer2013", fer_fig),
             "## CK+ vanilla vs KD (subject-independent 10-fold CV)",

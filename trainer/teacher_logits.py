@@ -1,18 +1,22 @@
 """Teacher logits for knowledge distillation, computed once per (teacher, training set) and cached on disk.
 
 A student's training view is a crop of the same face, possibly flipped; the cache holds the teacher's logits for
-each face's centre view and its mirror image, and the student's batch picks the one matching its flip.
+each face's centre view and its mirror image, and the student's batch picks the one matching its flip. A teacher
+ensemble's logits are the mean of its members' (each cached beside its own checkpoint, so adding a member to an
+ensemble reuses the others' caches).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from trainer.checkpoint import ModelCheckpoint
 from trainer.data import FaceDataset
+from trainer.ensemble import load_members
 from trainer.evaluate import predict_logits, prepare_grids
 
 
@@ -42,3 +46,9 @@ def teacher_logits(checkpoint_path: Path, dataset: FaceDataset, cache_dir: Path 
     torch.save(logits, tmp)
     tmp.replace(cache)
     return logits
+
+
+def ensemble_logits(checkpoint_paths: Sequence[Path], dataset: FaceDataset) -> torch.Tensor:
+    """[N, 2, C] mean logits of one or several teachers (see ``trainer.ensemble``)."""
+    load_members(checkpoint_paths)  # refuses members that disagree on labels or preprocessing
+    return torch.stack([teacher_logits(path, dataset) for path in checkpoint_paths]).mean(0)
