@@ -55,3 +55,38 @@ def accuracy_vs_temperature(series: dict[str, dict[float, float]], path: Path, t
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def tradeoff(
+    points: Sequence[dict], references: Sequence[dict], path: Path, title: str = "FER2013 PrivateTest accuracy"
+) -> None:
+    """Accuracy vs parameters and vs throughput, one marker per model, one colour per family.
+
+    ``points``: {"family", "size", "parameters", "accuracy", "throughput"}; ``references`` (published or measured
+    elsewhere, no throughput here): {"label", "parameters", "accuracy"}, drawn on the parameter panel only.
+    """
+    fig, (params_ax, speed_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for family in sorted({p["family"] for p in points}):
+        mine = sorted((p for p in points if p["family"] == family), key=lambda p: p["parameters"])
+        accuracy = [100 * p["accuracy"] for p in mine]
+        params_ax.plot([p["parameters"] for p in mine], accuracy, marker="o", label=family)
+        speed_ax.scatter([p["throughput"] for p in mine], accuracy, label=family)
+        for p in mine:
+            params_ax.annotate(p["size"], (p["parameters"], 100 * p["accuracy"]), fontsize=7,
+                               xytext=(3, -9), textcoords="offset points")  # fmt: skip
+            speed_ax.annotate(p["size"], (p["throughput"], 100 * p["accuracy"]), fontsize=7,
+                              xytext=(3, -9), textcoords="offset points")  # fmt: skip
+    for ref in references:
+        params_ax.scatter(ref["parameters"], 100 * ref["accuracy"], marker="x", color="black")
+        params_ax.annotate(ref["label"], (ref["parameters"], 100 * ref["accuracy"]), fontsize=7,
+                           xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    params_ax.set_xscale("log")
+    params_ax.set_xlim(4e4, 4e6)  # room for the labels of the ~1M-parameter references
+    params_ax.set(xlabel="parameters", ylabel="accuracy (%)", title=title)
+    speed_ax.set_xscale("log")
+    speed_ax.set(xlabel="images/s at batch 256 (onnxruntime, this machine)", ylabel="accuracy (%)",
+                 title="accuracy vs throughput")  # fmt: skip
+    params_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
