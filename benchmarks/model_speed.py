@@ -62,20 +62,23 @@ def _torch_model(architecture: str, labels: int, threads: int):
     return run
 
 
-def _runners(onnx_path: Path, architecture: str, labels: int, threads: int) -> dict[str, Callable]:
+def _runners(onnx_path: Path, architecture: str, labels: int, threads: int, eager: bool) -> dict[str, Callable]:
     session = ort.InferenceSession(str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     runners: dict[str, Callable] = {"onnxruntime": lambda batch: lambda: session.run(None, {name: batch})}
-    with contextlib.suppress(ImportError):  # PyTorch is the comparison, not a requirement
-        runners["torch"] = _torch_model(architecture, labels, threads)
+    if eager:
+        with contextlib.suppress(ImportError):  # PyTorch is the comparison, not a requirement
+            runners["torch"] = _torch_model(architecture, labels, threads)
     return runners
 
 
-def measure_model(store: ModelStore, name: str, threads: int, seconds: float, rounds: int) -> dict[str, object]:
+def measure_model(
+    store: ModelStore, name: str, threads: int, seconds: float, rounds: int, eager: bool = True
+) -> dict[str, object]:
     family, size = split_model_name(name)
     resolved = store.resolve(size, family=family)
     meta = resolved.metadata
-    runners = _runners(resolved.onnx_path, meta.architecture, len(meta.labels), threads)
+    runners = _runners(resolved.onnx_path, meta.architecture, len(meta.labels), threads, eager)
     side = meta.preprocess.input_size
     rng = np.random.default_rng(0)
     results: dict[str, dict[str, object]] = {engine: {"throughput": {}} for engine in runners}
@@ -141,7 +144,7 @@ def optimisation_levels(store: ModelStore, size: str, seconds: float) -> list[di
     return rows
 
 
-def run(store: ModelStore, seconds: float, rounds: int) -> list[dict[str, object]]:
-    """Every served model of every family in the store, at each thread count."""
-    threads = thread_counts()
-    return [measure_model(store, name, count, seconds, rounds) for name in store.models() for count in threads]
+def run(store: ModelStore, seconds: float, rounds: int, eager: bool = True) -> list[dict[str, object]]:
+    """Every served model of every family in the store, at each thread count (``eager``: PyTorch beside)."""
+    names, counts = store.models(), thread_counts()
+    return [measure_model(store, name, count, seconds, rounds, eager) for name in names for count in counts]

@@ -35,10 +35,13 @@ def newest_timed(history: Path, names: set[str]) -> dict | None:
 
 
 def points(store: ModelStore, run: dict) -> list[dict]:
+    """One row per served model that has a test accuracy (an untrained model has nothing to plot)."""
     out = []
     for name in store.models():
         family, size = split_model_name(name)
         meta = store.metadata(name, store.served_version(name))
+        if meta.metrics.test_accuracy is None:
+            continue
         latency, throughput = report.model_speed(run, size, family) or (None, None)
         out.append(
             {
