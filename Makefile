@@ -38,6 +38,7 @@ CKPLUS ?= ../shared/datasets/ckplus48
 THREADS ?= 2
 TRAIN := $(BIN)/python -m trainer
 SIZES := M S XS XXS
+SIZES_LC = $(shell echo $(SIZES) | tr A-Z a-z)
 TEMPERATURES := 2 4 8 16 32
 comma := ,
 space := $(subst ,, )
@@ -75,7 +76,7 @@ SWEPT_T = $$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]
 	$(RUNS)/fer2013/sweep/$$s/sweep.json)
 
 fer2013-kd: fer2013-sweep
-	for s in m s xs xxs; do \
+	for s in $(SIZES_LC); do \
 	  $(TRAIN) student --data fer2013:$(FER) --size $$s --teacher $(RUNS)/fer2013/teacher/best.pt \
 	      --temperature $(SWEPT_T) --run-dir $(RUNS)/fer2013/kd/$$s $(FER_STUDENT) || exit 1; \
 	done
@@ -89,7 +90,7 @@ fer2013-ensemble: install-dev
 
 # Does a better teacher make a better student? The MicroExpNet students again, from the ensemble, same recipe and T.
 fer2013-kd-ensemble: fer2013-ensemble fer2013-sweep
-	for s in m s xs xxs; do \
+	for s in $(SIZES_LC); do \
 	  $(TRAIN) student --data fer2013:$(FER) --size $$s --teacher $(ENSEMBLE) \
 	      --temperature $(SWEPT_T) --run-dir $(RUNS)/fer2013/kd-ensemble/$$s $(FER_STUDENT) || exit 1; \
 	done
