@@ -136,11 +136,14 @@ ckplus-kd: ckplus-temperature ckplus-vanilla
 report: install-dev
 	$(TRAIN) report $(RUNS) --plots docs/figures
 
-# Publish a finished set of FER2013 students (KIND=kd or vanilla) into the repository's store and serve them.
+# Publish finished FER2013 students into the repository's store and serve them: a set of MicroExpNet students
+# (KIND=kd, kd-ensemble or vanilla), or any runs (SHIP="runs/fer2013/families/dsresnet_xxs ..."). Each size's default
+# is then the family most accurate on val (docs/service.md).
 KIND ?= kd
+SHIP ?= $(addprefix $(RUNS)/fer2013/$(KIND)/,m s xs xxs)
 ship: install-dev
-	for size in m s xs xxs; do \
-	  $(BIN)/python -m model_store --store models publish $(RUNS)/fer2013/$(KIND)/$$size/best.pt --promote || exit 1; \
+	for run in $(SHIP); do \
+	  $(BIN)/python -m model_store --store models publish $$run/best.pt --promote || exit 1; \
 	done
 	$(BIN)/python -m model_store --store models card
 	$(BIN)/python -m model_store --store models verify
