@@ -53,7 +53,7 @@ CK_STUDENT := --epochs 60 --lr 1e-3 --schedule cosine --threads $(THREADS) --qui
 CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
-.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd fer2013-ensemble fer2013-kd-ensemble \
+.PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd fer2013-smoothing fer2013-ensemble fer2013-kd-ensemble \
 	fer2013-families ckplus-pooling ckplus-temperature ckplus-vanilla \
 	ckplus-kd report ship
 
@@ -79,6 +79,13 @@ fer2013-kd: fer2013-sweep
 	for s in $(SIZES_LC); do \
 	  $(TRAIN) student --data fer2013:$(FER) --size $$s --teacher $(RUNS)/fer2013/teacher/best.pt \
 	      --temperature $(SWEPT_T) --run-dir $(RUNS)/fer2013/kd/$$s $(FER_STUDENT) || exit 1; \
+	done
+
+# Label smoothing (0.1) instead of a teacher: the cheaper regulariser KD should beat to be worth its teacher.
+fer2013-smoothing: install-dev
+	for s in $(SIZES_LC); do \
+	  $(TRAIN) student --data fer2013:$(FER) --size $$s --label-smoothing 0.1 --run-dir $(RUNS)/fer2013/smoothing/$$s \
+	      $(FER_STUDENT) || exit 1; \
 	done
 
 # A stronger teacher: a second fer_vgg (another seed, half the epochs) and the two as one, their mean logits.

@@ -57,6 +57,8 @@ def _fer_run(root, name, arch, val, test_accuracy, temperature=None):
 def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tmp_path):
     _fer_run(tmp_path, "teacher", "fer_vgg", 0.66, 0.678)
     _fer_run(tmp_path, "ensemble", "fer_vgg + fer_vgg", 0.68, 0.695)
+    _fer_run(tmp_path, "vanilla/xxs", "microexpnet_xxs", 0.51, 0.522)
+    _fer_run(tmp_path, "smoothing/xxs", "microexpnet_xxs", 0.52, 0.525)
     _fer_run(tmp_path, "kd/xxs", "microexpnet_xxs", 0.53, 0.530, 4.0)
     _fer_run(tmp_path, "kd-ensemble/xxs", "microexpnet_xxs", 0.54, 0.545, 4.0)
     _fer_run(tmp_path, "families/dsresnet_xxs", "dsresnet_xxs", 0.58, 0.570, 4.0)
@@ -67,3 +69,4 @@ def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tm
     assert "| size | T | from 67.8 teacher | from 69.5 teacher | difference |" in text
     assert "| XXS | 4.0 | 53.0 | 54.5 | +1.5 |" in text
     assert "| XXS | dsresnet_xxs | 58.0 | 57.0 | 54.5 | +2.5 |" in text
+    assert "| XXS | 52.2 | 52.5 | 53.0 |" in text  # label smoothing beside vanilla and KD

@@ -57,8 +57,8 @@ def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
     return runs + [(f"{run.name} kd", run) for run in sorted((root / "families").glob("*_*"))]
 
 
-# MicroExpNet students: without KD, by KD from the first teacher, by KD from the teacher ensemble.
-STUDENT_KINDS = ("vanilla", "kd", "kd-ensemble")
+# MicroExpNet students: on labels only, on labels smoothed by 0.1, by KD from the first teacher, from the ensemble.
+STUDENT_KINDS = ("vanilla", "smoothing", "kd", "kd-ensemble")
 
 
 def fer2013_table(root: Path) -> str:
@@ -148,6 +148,16 @@ def fer2013_kd_vs_vanilla(root: Path) -> str:
     return "\n".join(lines)
 
 
+def fer2013_smoothing_vs_kd(root: Path) -> str:
+    """Label smoothing, the teacher-free regulariser, beside vanilla and KD (sizes where it was run)."""
+    lines = ["| size | vanilla | label smoothing 0.1 | KD |", "|---|---:|---:|---:|"]
+    for size in SIZES:
+        runs = [_load(root / kind / size.lower() / "result.json") for kind in ("vanilla", "smoothing", "kd")]
+        if runs[1] is not None:
+            lines.append(f"| {size} | " + " | ".join(_pct(r and r["test_accuracy"]) for r in runs) + " |")
+    return "\n".join(lines)
+
+
 def fer2013_confusion_plots(root: Path, plots_dir: Path) -> None:
     """PrivateTest confusion matrices (centre crop) of the teacher and the KD students."""
     runs = {"teacher": root / "teacher"} | {f"kd_{size.lower()}": root / "kd" / size.lower() for size in SIZES}
@@ -219,6 +229,8 @@ def report(runs: Path, plots_dir: Path | None = None) -> str:
             fer2013_table(runs / "fer2013"),
             "## FER2013 KD vs vanilla (PrivateTest, %)",
             fer2013_kd_vs_vanilla(runs / "fer2013"),
+            "## FER2013 label smoothing vs KD (PrivateTest, %)",
+            fer2013_smoothing_vs_kd(runs / "fer2013"),
             "## FER2013 students of a better teacher (PrivateTest, %)",
             fer2013_teacher_effect(runs / "fer2013"),
             "## FER2013 most accurate student per size on val (all families; PrivateTest, %)",
