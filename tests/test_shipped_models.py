@@ -12,6 +12,8 @@ from conftest import REPO
 from model_store.metadata import SIZES, split_model_name
 from model_store.preprocess import face_input, to_tensor
 from model_store.store import ModelStore
+from trainer.models import count_parameters, create_model
+from trainer.models.fusion import fold_batchnorm
 
 FER_LABELS = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 STORE = ModelStore(REPO / "models")
@@ -35,7 +37,10 @@ def test_metadata_matches_the_file(name):
     assert meta.labels == FER_LABELS
     graph = onnx.load(str(resolved.onnx_path)).graph
     weights = [init for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT]  # not shape constants
-    assert sum(int(np.prod(init.dims)) for init in weights) == meta.parameters
+    model = create_model(meta.architecture, num_classes=len(meta.labels))
+    assert count_parameters(model) == meta.parameters  # the trained network's count, the size budget's unit
+    # the export folds batch norm into the convolutions before it: the file holds that network's weights
+    assert sum(int(np.prod(init.dims)) for init in weights) == count_parameters(fold_batchnorm(model))
     assert meta.metrics.test_accuracy is not None and meta.metrics.confusion_matrix is not None
     assert sum(map(sum, meta.metrics.confusion_matrix)) == 3589
 
