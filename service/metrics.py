@@ -1,4 +1,4 @@
-"""Prometheus metrics: request counts and latency by endpoint, model size and status.
+"""Prometheus metrics: request counts and latency by endpoint, model (name and size tier) and status.
 
 Each app has its own registry (several apps may live in one test process). With several workers
 ``python -m service`` sets PROMETHEUS_MULTIPROC_DIR, and /metrics then aggregates every worker's files.
@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_LABELS = ("endpoint", "model", "status")
+# model: the model name that answered (e.g. dsvgg_xxs; several families may serve one size); size: the tier asked for.
+_LABELS = ("endpoint", "model", "size", "status")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -30,8 +31,8 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, endpoint: str, model: str, status: int, seconds: float) -> None:
-        labels = (endpoint, model, str(status))
+    def observe(self, endpoint: str, model: str, size: str, status: int, seconds: float) -> None:
+        labels = (endpoint, model, size, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
 

@@ -46,8 +46,8 @@ class RequestObserver:
             seconds = time.perf_counter() - start
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
-            model = state.get("model_size", "")
-            self.metrics.observe(endpoint, model, status, seconds)
+            model = state.get("log_fields", {}).get("model", "")  # set once a model is resolved
+            self.metrics.observe(endpoint, model, state.get("model_size", ""), status, seconds)
             fields = {
                 "request_id": request_id,
                 "method": scope["method"],

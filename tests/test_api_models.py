@@ -91,7 +91,7 @@ def test_metrics_count_requests_and_latency_by_endpoint_size_and_status(client: 
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     after = response.text
-    ok = {"endpoint": "/v1/predict", "model": "XS", "status": "200"}
+    ok = {"endpoint": "/v1/predict", "model": "microexpnet_xs", "size": "XS", "status": "200"}
     bad = {**ok, "status": "400"}
     assert _sample(after, "microexp_requests_total", **ok) - _sample(before, "microexp_requests_total", **ok) == 3
     assert _sample(after, "microexp_requests_total", **bad) - _sample(before, "microexp_requests_total", **bad) == 1

@@ -85,7 +85,7 @@ def test_several_workers_share_their_metrics(model_store_root: Path, tmp_path: P
             )
             assert response.status_code == 200
         metrics = httpx.get(f"{service.url}/metrics").text
-        line = 'microexp_requests_total{endpoint="/v1/predict",model="XXS",status="200"}'
+        line = 'microexp_requests_total{endpoint="/v1/predict",model="microexpnet_xxs",size="XXS",status="200"}'
         (count,) = [float(row.rsplit(" ", 1)[1]) for row in metrics.splitlines() if row.startswith(line)]
         assert count == 8
         assert len({row for row in service.log().splitlines() if "Started server process" in row}) == 2
