@@ -111,7 +111,7 @@ def headline(run: dict) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: float | None, spec: str = ".2f") -> str:
+def fmt(value: float | None, spec: str = ".2f") -> str:
     return "—" if value is None else format(value, spec)
 
 
@@ -210,7 +210,8 @@ def machine_section(run: dict) -> list[str]:
     return out
 
 
-def _name(row: dict) -> str:
+def row_model_name(row: dict) -> str:
+    """The model a benchmark row timed (rows from before other families name only the size)."""
     return row.get("model", f"microexpnet_{row['size'].lower()}")
 
 
@@ -230,11 +231,11 @@ def model_section(run: dict) -> list[str]:
             ratio = tp["256"] / eager if eager else None
             share = tp["256"] * row["flops_per_image"] / peak if peak else None
             out.append(
-                f"| {_name(row)} | {row['threads']} | {name} | {engine['latency_ms']['median']:.3f} | "
+                f"| {row_model_name(row)} | {row['threads']} | {name} | {engine['latency_ms']['median']:.3f} | "
                 f"{engine['latency_ms']['p99']:.3f} | {tp['1']:,.0f} | {tp['32']:,.0f} | {tp['256']:,.0f} | "
-                f"{_fmt(ratio, '.1f')}× | {_fmt(floor, ',.0f')} | {_fmt(share, '.0%')} |"
+                f"{fmt(ratio, '.1f')}× | {fmt(floor, ',.0f')} | {fmt(share, '.0%')} |"
             )
-    sizes = {_name(row): row for row in run["model"]}
+    sizes = {row_model_name(row): row for row in run["model"]}
     out += [
         "",
         "| model | parameters | ONNX bytes | MFLOP per image |",
@@ -280,7 +281,7 @@ def tf_section(run: dict) -> list[str]:
         out.append(
             f"| {tf_run['threads']} | TensorFlow {tf_run['tensorflow']}, authors' XXS + CK weights | "
             f"{tf_run['latency_ms']['median']:.3f} | {tf_run['latency_ms']['p99']:.3f} | {tp['1']:,.0f} | "
-            f"{tp['32']:,.0f} | {tp['256']:,.0f} | {_fmt(ratio, '.1f')}× faster at batch 1 |"
+            f"{tp['32']:,.0f} | {tp['256']:,.0f} | {fmt(ratio, '.1f')}× faster at batch 1 |"
         )
     ours = _model_row(run, "XXS", 1)
     if ours:
@@ -423,9 +424,9 @@ def history_section(runs: list[dict]) -> list[str]:
         a_text = f"{a['requests_per_s']:.0f}, {a['latency_ms']['p99']:.0f}" if a else "—"
         out.append(
             f"| {run['file'].split('-')[0]} | {run['label']} | {'yes' if run.get('quick') else 'no'} | "
-            f"{run['machine']['other_load']['loadavg_1m']:.1f} | {_fmt(b1, '.3f')} | {_fmt(tp, ',.0f')} | "
-            f"{_fmt(tp / eager if tp and eager else None, '.1f')} | {a_text} | "
-            f"{_fmt(b['requests_per_s'] if b else None, '.0f')} | {_fmt(errors, 'd')} |"
+            f"{run['machine']['other_load']['loadavg_1m']:.1f} | {fmt(b1, '.3f')} | {fmt(tp, ',.0f')} | "
+            f"{fmt(tp / eager if tp and eager else None, '.1f')} | {a_text} | "
+            f"{fmt(b['requests_per_s'] if b else None, '.0f')} | {fmt(errors, 'd')} |"
         )
     return out
 

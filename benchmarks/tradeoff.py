@@ -28,7 +28,7 @@ REFERENCES = (
 def newest_timed(history: Path, names: set[str]) -> dict | None:
     """The newest benchmark run that timed every model in ``names``."""
     for run in reversed(report.load_runs(history)):
-        timed = {row.get("model", f"microexpnet_{row['size'].lower()}") for row in run.get("model", [])}
+        timed = {report.row_model_name(row) for row in run.get("model", [])}
         if names <= timed:
             return run
     return None
@@ -60,10 +60,6 @@ def points(store: ModelStore, run: dict) -> list[dict]:
     return out
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def table(rows: list[dict]) -> str:
     lines = [
         "| model | version | parameters | ONNX bytes | val | test | batch-1 median ms | images/s @256 |",
@@ -72,8 +68,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['version']} | {r['parameters']:,} | {r['file_bytes']:,} | "
-            f"{100 * r['val_accuracy']:.1f} | {100 * r['accuracy']:.1f} | {_fmt(r['latency_ms'], '.3f')} | "
-            f"{_fmt(r['throughput'], ',.0f')} |"
+            f"{100 * r['val_accuracy']:.1f} | {100 * r['accuracy']:.1f} | {report.fmt(r['latency_ms'], '.3f')} | "
+            f"{report.fmt(r['throughput'], ',.0f')} |"
         )
     return "\n".join(lines)
 
