@@ -57,17 +57,20 @@ CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --tea
 	fer2013-families ckplus-pooling ckplus-temperature ckplus-vanilla \
 	ckplus-kd report ship
 
+# The teacher recipe (docs/results.md, Protocol), shared by the first teacher and the second one of the ensemble.
+FER_TEACHER := --arch fer_vgg --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong \
+	--threads $(THREADS) --quiet
+
 fer2013-teacher: install-dev
-	$(TRAIN) teacher --data fer2013:$(FER) --arch fer_vgg --run-dir $(RUNS)/fer2013/teacher --epochs 30 \
-	    --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong --threads $(THREADS) --quiet
+	$(TRAIN) teacher --data fer2013:$(FER) --run-dir $(RUNS)/fer2013/teacher --epochs 30 $(FER_TEACHER)
 
 fer2013-vanilla: install-dev
 	$(TRAIN) student --data fer2013:$(FER) --size all --run-dir $(RUNS)/fer2013/vanilla $(FER_STUDENT)
 
 fer2013-sweep: install-dev
-	for size in $(SIZES); do \
-	  $(TRAIN) sweep --data fer2013:$(FER) --size $$size --teacher $(RUNS)/fer2013/teacher/best.pt \
-	      --temperatures $(subst $(space),$(comma),$(TEMPERATURES)) --run-dir $(RUNS)/fer2013/sweep/$$(echo $$size | tr A-Z a-z) \
+	for s in $(SIZES_LC); do \
+	  $(TRAIN) sweep --data fer2013:$(FER) --size $$s --teacher $(RUNS)/fer2013/teacher/best.pt \
+	      --temperatures $(subst $(space),$(comma),$(TEMPERATURES)) --run-dir $(RUNS)/fer2013/sweep/$$s \
 	      $(FER_SWEEP) || exit 1; \
 	done
 
@@ -91,8 +94,7 @@ fer2013-smoothing: install-dev
 # A stronger teacher: a second fer_vgg (another seed, half the epochs) and the two as one, their mean logits.
 ENSEMBLE := $(RUNS)/fer2013/teacher/best.pt $(RUNS)/fer2013/teacher2/best.pt
 fer2013-ensemble: install-dev
-	$(TRAIN) teacher --data fer2013:$(FER) --arch fer_vgg --run-dir $(RUNS)/fer2013/teacher2 --epochs 15 --seed 1 \
-	    --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong --threads $(THREADS) --quiet
+	$(TRAIN) teacher --data fer2013:$(FER) --run-dir $(RUNS)/fer2013/teacher2 --epochs 15 --seed 1 $(FER_TEACHER)
 	$(TRAIN) ensemble $(ENSEMBLE) --data fer2013:$(FER) --run-dir $(RUNS)/fer2013/ensemble --threads $(THREADS)
 
 # Does a better teacher make a better student? The MicroExpNet students again, from the ensemble, same recipe and T.
@@ -147,7 +149,7 @@ report: install-dev
 # (KIND=kd, kd-ensemble or vanilla), or any runs (SHIP="runs/fer2013/families/dsresnet_xxs ..."). Each size's default
 # is then the family most accurate on val (docs/service.md).
 KIND ?= kd
-SHIP ?= $(addprefix $(RUNS)/fer2013/$(KIND)/,m s xs xxs)
+SHIP ?= $(addprefix $(RUNS)/fer2013/$(KIND)/,$(SIZES_LC))
 ship: install-dev
 	for run in $(SHIP); do \
 	  $(BIN)/python -m model_store --store models publish $$run/best.pt --promote || exit 1; \
