@@ -49,16 +49,16 @@ def _selection_accuracy(cell_dir: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# MicroExpNet students: on labels only, on labels smoothed by 0.1, by KD from the first teacher, from the ensemble.
+STUDENT_KINDS = ("vanilla", "smoothing", "kd", "kd-ensemble")
+
+
 def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
     """(row label, run folder) of every FER2013 run the report knows, teachers first."""
     runs = [("teacher", root / "teacher"), ("teacher 2", root / "teacher2"), ("teacher ensemble", root / "ensemble")]
     for kind in STUDENT_KINDS:
         runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
     return runs + [(f"{run.name} kd", run) for run in sorted((root / "families").glob("*_*"))]
-
-
-# MicroExpNet students: on labels only, on labels smoothed by 0.1, by KD from the first teacher, from the ensemble.
-STUDENT_KINDS = ("vanilla", "smoothing", "kd", "kd-ensemble")
 
 
 def fer2013_table(root: Path) -> str:
