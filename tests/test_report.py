@@ -63,10 +63,14 @@ def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tm
     _fer_run(tmp_path, "kd-ensemble/xxs", "microexpnet_xxs", 0.54, 0.545, 4.0)
     _fer_run(tmp_path, "families/dsresnet_xxs", "dsresnet_xxs", 0.58, 0.570, 4.0)
     _fer_run(tmp_path, "families/dsvgg_xxs", "dsvgg_xxs", 0.57, 0.600, 4.0)  # better on test, worse on val
+    _fer_run(tmp_path, "families-e60/dsresnet_xs", "dsresnet_xs", 0.59, 0.590, 8.0)
+    _fer_run(tmp_path, "families/dsresnet_xs", "dsresnet_xs", 0.58, 0.595, 8.0)
     text = report(tmp_path)
     assert "| teacher ensemble (fer_vgg + fer_vgg) | 1,000 | 68.0 | 69.5 | 69.5 |  |" in text
     assert "| dsresnet_xxs kd | 1,000 | 58.0 | 57.0 | 57.0 | 4.0 |" in text
     assert "| size | T | from 67.8 teacher | from 69.5 teacher | difference |" in text
     assert "| XXS | 4.0 | 53.0 | 54.5 | +1.5 |" in text
-    assert "| XXS | dsresnet_xxs | 58.0 | 57.0 | 54.5 | +2.5 |" in text
+    assert "| XXS | dsresnet_xxs kd | 58.0 | 57.0 | 54.5 | +2.5 |" in text
+    assert "| dsresnet_xs kd, 60 epochs | 1,000 | 59.0 | 59.0 | 59.0 | 8.0 |" in text
+    assert "| XS | dsresnet_xs kd, 60 epochs | 59.0 | 59.0 | — | — |" in text  # the run, not only the architecture
     assert "| XXS | 52.2 | 52.5 | 53.0 |" in text  # label smoothing beside vanilla and KD

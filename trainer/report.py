@@ -2,7 +2,7 @@
 
 Expected layout under the runs root (what the Makefile's experiment targets write):
     fer2013/teacher/, fer2013/teacher2/, fer2013/ensemble/, fer2013/sweep/<size>/T<t>/,
-    fer2013/{vanilla,kd,kd-ensemble}/<size>/, fer2013/families/<family>_<size>/
+    fer2013/{vanilla,kd,kd-ensemble}/<size>/, fer2013/families{,-e60,-64}/<family>_<size>/
     ckplus/<mode>-k<folds>/<size>-<pooling>-<vanilla|kd-T<t>>/   (cross-validation cells)
 """
 
@@ -51,6 +51,8 @@ def _selection_accuracy(cell_dir: Path) -> float | None:
 
 # MicroExpNet students: on labels only, on labels smoothed by 0.1, by KD from the first teacher, from the ensemble.
 STUDENT_KINDS = ("vanilla", "smoothing", "kd", "kd-ensemble")
+# The other families' runs (Makefile fer2013-families*): folder → what sets its runs apart.
+FAMILY_FOLDERS = {"families": "kd", "families-e60": "kd, 60 epochs", "families-64": "kd, 64x64 input"}
 
 
 def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
@@ -58,7 +60,9 @@ def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
     runs = [("teacher", root / "teacher"), ("teacher 2", root / "teacher2"), ("teacher ensemble", root / "ensemble")]
     for kind in STUDENT_KINDS:
         runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
-    return runs + [(f"{run.name} kd", run) for run in sorted((root / "families").glob("*_*"))]
+    for folder, kind in FAMILY_FOLDERS.items():
+        runs += [(f"{run.name} {kind}", run) for run in sorted((root / folder).glob("*_*"))]
+    return runs
 
 
 def fer2013_table(root: Path) -> str:
@@ -93,22 +97,24 @@ def fer2013_teacher_effect(root: Path) -> str:
 
 
 def fer2013_family_choice(root: Path) -> str:
-    """Per size, the most accurate model on val among every family's students (what the store should serve)."""
+    """Per size, the most accurate run on val among every family's students (what the store should serve)."""
     lines = [
         "| size | most accurate on val | val | test | MicroExpNet KD test | difference |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    results = [r for _, run in _fer2013_runs(root) if (r := _load(run / "result.json")) is not None]
+    results = [(label, r) for label, run in _fer2013_runs(root) if (r := _load(run / "result.json")) is not None]
     for size in SIZES:
-        candidates = [r for r in results if r["arch"].endswith(f"_{size.lower()}") and r.get("temperature")]
+        candidates = [
+            (label, r) for label, r in results if r["arch"].endswith(f"_{size.lower()}") and r.get("temperature")
+        ]
         if not candidates:
             continue
-        best = max(candidates, key=lambda r: r["val_accuracy"])
-        micro = max((r for r in candidates if r["arch"].startswith("microexpnet")), key=lambda r: r["val_accuracy"],
+        label, best = max(candidates, key=lambda c: c[1]["val_accuracy"])
+        micro = max((r for _, r in candidates if r["arch"].startswith("microexpnet")), key=lambda r: r["val_accuracy"],
                     default=None)  # fmt: skip
         gap = f"{100 * (best['test_accuracy'] - micro['test_accuracy']):+.1f}" if micro else "—"
         lines.append(
-            f"| {size} | {best['arch']} | {_pct(best['val_accuracy'])} | {_pct(best['test_accuracy'])} | "
+            f"| {size} | {label} | {_pct(best['val_accuracy'])} | {_pct(best['test_accuracy'])} | "
             f"{_pct(micro and micro['test_accuracy'])} | {gap} |"
         )
     return "\n".join(lines)
