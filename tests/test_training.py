@@ -1,5 +1,6 @@
 """Training loop, resume, cross-validation folds and the CLI end to end on small real subsets."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -94,6 +95,9 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     assert list(tmp_path.joinpath("teacher").glob("teacher_logits_*.pt")), "teacher logits are cached"
     onnx_path, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
     assert draft.provenance.temperature == 4.0 and draft.size == "XXS"
+    # Published metadata names the teacher by architecture and checksum and no folder of this machine.
+    assert draft.provenance.teacher == f"fer_vgg sha256:{hashlib.sha256(teacher.read_bytes()).hexdigest()[:16]}"
+    assert draft.provenance.dataset == f"fer2013:{small_fer.name}"
     assert draft.metrics.test_accuracy == result["test_accuracy"]
     assert draft.metrics.confusion_matrix == result["test"]["confusion_matrix"]
     store = ModelStore(tmp_path / "store", create=True)

@@ -7,6 +7,7 @@ name and arguments, weights, labels, preprocessing, provenance and metrics.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,9 @@ class ModelCheckpoint:
         except RuntimeError as exc:
             raise CheckpointError(f"weights do not fit {self.arch}: {str(exc).splitlines()[0]}") from exc
         return model.eval()
+
+
+def checkpoint_identity(path: Path) -> str:
+    """What names a checkpoint on any machine (provenance): its architecture and the start of the file's SHA-256."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return f"{ModelCheckpoint.load(path).arch} sha256:{digest[:16]}"

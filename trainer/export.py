@@ -20,7 +20,7 @@ from torch import nn
 
 from model_store.metadata import Metrics, ModelDraft, Provenance, TensorSpec
 from model_store.preprocess import PreprocessSpec, face_input, to_tensor
-from trainer.checkpoint import ModelCheckpoint
+from trainer.checkpoint import ModelCheckpoint, checkpoint_identity
 from trainer.data import DatasetError, open_dataset
 from trainer.models import count_parameters
 from trainer.models.fusion import fold_batchnorm
@@ -96,6 +96,23 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _portable_dataset(described: str | None) -> str | None:
+    """``kind:/home/me/data/fer2013`` → ``kind:fer2013``: the published metadata names no folder of this machine."""
+    if not described or ":" not in described:
+        return described
+    kind, _, path = described.partition(":")
+    return f"{kind}:{Path(path).name}"
+
+
+def _portable_teacher(described: str | None) -> str | None:
+    """Teacher checkpoint paths (``a/best.pt, b/best.pt`` for an ensemble) → architecture and checksum of each, which
+    name the teacher on any machine; a member no longer on disk keeps its path."""
+    if not described:
+        return described
+    members = [Path(member) for member in described.split(", ")]
+    return ", ".join(checkpoint_identity(m) if m.is_file() else str(m) for m in members)
+
+
 def family_and_size(arch: str) -> tuple[str, str]:
     family, _, size = arch.rpartition("_")
     if not family or size.upper() not in ("M", "S", "XS", "XXS"):
@@ -125,10 +142,9 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
         output=TensorSpec(name=OUTPUT_NAME, shape=[-1, len(checkpoint.labels)]),
         preprocess=spec,
         provenance=Provenance(
-            **{
-                k: provenance.get(k)
-                for k in ("dataset", "split", "teacher", "temperature", "kd_lambda", "epochs", "seed")
-            },
+            **{k: provenance.get(k) for k in ("split", "temperature", "kd_lambda", "epochs", "seed")},
+            dataset=_portable_dataset(provenance.get("dataset")),
+            teacher=_portable_teacher(provenance.get("teacher")),
             git_commit=_git_commit(),
         ),
         metrics=Metrics(**{k: v for k, v in checkpoint.metrics.items() if k in Metrics.model_fields}),
