@@ -175,7 +175,7 @@ ship: install-dev
 .PHONY: bench bench-faults
 bench: install-dev
 	$(BIN)/pip install --quiet -e '.[train,dev,bench]'
-	$(BIN)/python -m benchmarks --label $${LABEL:-run}
+	$(BIN)/python -m benchmarks --label "$${LABEL:-run}"
 
 # The load-and-faults run (docs/reliability.md, "Load and faults"); its short version runs in CI as a test.
 bench-faults: install-dev
