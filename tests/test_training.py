@@ -1,5 +1,6 @@
 """Training loop, resume, cross-validation folds and the CLI end to end on small real subsets."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -163,6 +164,10 @@ def test_a_teacher_ensemble_is_evaluated_and_distilled_from_as_one_model(small_f
     mean = ensemble_logits(teachers, data["train"])
     assert torch.allclose(mean[:, 0], predict_logits(ensemble, prepare_grids(data["train"], spec), spec), atol=1e-5)
     assert not torch.allclose(mean, teacher_logits(teachers[0], data["train"]))  # the second member counts
+    # The same faces under other class names: refused although logits for these images and labels are cached.
+    renamed = dataclasses.replace(data["train"], classes=(*data["train"].classes[:-1], "contempt"))
+    with pytest.raises(ValueError, match="teacher predicts"):
+        teacher_logits(teachers[0], renamed)
 
     args = ["ensemble", *map(str, teachers), "--data", f"fer2013:{small_fer}", "--run-dir", str(tmp_path / "e")]
     assert main(args) == 0
