@@ -36,6 +36,8 @@ RUNS ?= runs
 FER ?= ../shared/datasets/fer2013
 CKPLUS ?= ../shared/datasets/ckplus48
 THREADS ?= 2
+# Where students train: cpu, or cuda where a GPU is (`make fer2013-families DEVICE=cuda`).
+DEVICE ?= cpu
 TRAIN := $(BIN)/python -m trainer
 SIZES := M S XS XXS
 SIZES_LC = $(shell echo $(SIZES) | tr A-Z a-z)
@@ -54,7 +56,7 @@ CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
 .PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd fer2013-smoothing fer2013-ensemble fer2013-kd-ensemble \
-	fer2013-families fer2013-families-long fer2013-families-64 ckplus-pooling ckplus-temperature ckplus-vanilla \
+	fer2013-families fer2013-families-long fer2013-families-64 fer2013-families-e90 fer2013-families-ensemble ckplus-pooling ckplus-temperature ckplus-vanilla \
 	ckplus-kd report ship
 
 # The teacher recipe (docs/results.md, Protocol), shared by the first teacher and the second one of the ensemble.
@@ -110,10 +112,12 @@ FAMILIES := dsresnet dsvgg
 FAMILY_SIZES := xxs xs
 FAMILY_EPOCHS := 30
 FAMILY_RUNS = $(RUNS)/fer2013/families
-FAMILY_STUDENT = --epochs $(FAMILY_EPOCHS) --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet $(FAMILY_EXTRA)
+FAMILY_TEACHER = $(RUNS)/fer2013/teacher/best.pt
+FAMILY_STUDENT = --epochs $(FAMILY_EPOCHS) --lr 1e-3 --schedule cosine --threads $(THREADS) --device $(DEVICE) --quiet \
+	$(FAMILY_EXTRA)
 fer2013-families: fer2013-sweep
 	for family in $(FAMILIES); do for s in $(FAMILY_SIZES); do \
-	  $(TRAIN) student --data fer2013:$(FER) --family $$family --size $$s --teacher $(RUNS)/fer2013/teacher/best.pt \
+	  $(TRAIN) student --data fer2013:$(FER) --family $$family --size $$s --teacher $(FAMILY_TEACHER) \
 	      --temperature $(SWEPT_T) --run-dir $(FAMILY_RUNS)/$${family}_$$s $(FAMILY_STUDENT) || exit 1; \
 	done; done
 
@@ -126,6 +130,17 @@ fer2013-families-long: fer2013-families
 fer2013-families-64: FAMILY_EXTRA = --input-size 64
 fer2013-families-64: FAMILY_RUNS = $(RUNS)/fer2013/families-64
 fer2013-families-64: fer2013-families
+
+# Longer still, for the smallest size (90 epochs).
+fer2013-families-e90: FAMILY_EPOCHS = 90
+fer2013-families-e90: FAMILY_RUNS = $(RUNS)/fer2013/families-e90
+fer2013-families-e90: fer2013-families
+
+# Does the stronger teacher (the two-model ensemble) make better students of these families? 60 epochs.
+fer2013-families-ensemble: FAMILY_EPOCHS = 60
+fer2013-families-ensemble: FAMILY_TEACHER = $(ENSEMBLE)
+fer2013-families-ensemble: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble
+fer2013-families-ensemble: fer2013-ensemble fer2013-families
 
 ckplus-pooling: install-dev
 	for mode in random subject; do for pooling in v p1 p2 p12; do \

@@ -126,6 +126,24 @@ def test_cli_reports_clear_errors(tmp_path, capsys):
     assert "not a readable torch checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu9", "not a torch device"),
+        pytest.param(
+            "cuda",
+            "no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU"),
+        ),
+    ],
+)
+def test_a_device_that_cannot_train_is_refused_before_any_data_is_read(tmp_path, capsys, device, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["student", "--data", f"fer2013:{tmp_path}", "--run-dir", str(tmp_path / "r"), "--device", device])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_a_checkpoint_whose_weights_do_not_fit_its_architecture_is_refused(tmp_path):
     from trainer.checkpoint import CheckpointError, ModelCheckpoint
     from trainer.models import create_model

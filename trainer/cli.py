@@ -38,6 +38,16 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subject-pattern", help="regex whose first group is the subject id in a file name")
 
 
+def _device(value: str) -> str:
+    try:
+        device = torch.device(value)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"not a torch device: {value!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("--device cuda: this torch build or machine has no CUDA GPU")
+    return value
+
+
 def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--run-dir", type=Path, required=True, help="where checkpoints, metrics and plots go")
@@ -52,6 +62,7 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
     group.add_argument("--label-smoothing", type=float, default=0.0)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    group.add_argument("--device", type=_device, default="cpu", help="where the model trains: cpu, cuda, cuda:N")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -141,7 +152,7 @@ def _print(data: object) -> None:
 def cmd_teacher(args: argparse.Namespace) -> None:
     train, val, test = _splits(args)
     config = _config(args, args.arch, spec_for(args.input_size), channels_last=True)
-    _print(train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet))
+    _print(train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet, device=args.device))
 
 
 def cmd_student(args: argparse.Namespace) -> None:
@@ -150,7 +161,10 @@ def cmd_student(args: argparse.Namespace) -> None:
     kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, _teacher_name(args))
     for size in _sizes(args.size):
         config = _student_config(args, size, kd)
-        result = train_run(config, train, val, _size_dir(args, size), logits=logits, test=test, progress=not args.quiet)
+        result = train_run(
+            config, train, val, _size_dir(args, size), logits=logits, test=test, progress=not args.quiet,
+            device=args.device,
+        )  # fmt: skip
         _print({"size": size} | {k: v for k, v in result.items() if k != "test"})
 
 
@@ -160,8 +174,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     for size in _sizes(args.size):
         base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, _teacher_name(args)))
         best, results = sweep_temperatures(
-            base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet
-        )
+            base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet,
+            device=args.device,
+        )  # fmt: skip
         _print(
             {"size": size, "best_temperature": best, "val_accuracy": {t: r["val_accuracy"] for t, r in results.items()}}
         )
@@ -191,6 +206,7 @@ def cmd_cv(args: argparse.Namespace) -> None:
                 mode=args.mode,
                 teacher=teacher,
                 progress=not args.quiet,
+                device=args.device,
             )
         except ValueError as exc:
             raise CLIError(str(exc)) from exc

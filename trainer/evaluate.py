@@ -32,15 +32,17 @@ def predict_logits(
     flip: bool = False,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """Logits [N, C]; with ``views="eight"`` the mean of the paper's eight crops (and their flips if ``flip``)."""
+    """Logits [N, C] on the CPU, wherever the model is; with ``views="eight"`` the mean of the paper's eight crops
+    (and their flips if ``flip``)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for start in range(0, len(grids), batch_size):
         chunk = grids[start : start + batch_size]
         crops = [centre_views(chunk, spec)] if views == "centre" else eight_views(chunk, spec)
         if flip:
             crops = crops + [c.flip(-1) for c in crops]
-        out.append(torch.stack([model(scale(c.contiguous(), spec)) for c in crops]).mean(0))
+        out.append(torch.stack([model(scale(c.contiguous(), spec).to(device)) for c in crops]).mean(0).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 

@@ -45,13 +45,14 @@ def train_run(
     logits: torch.Tensor | None = None,
     test: FaceDataset | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
-    """Train (or resume, or skip when finished) one model; evaluate its best checkpoint on ``test``; write
+    """Train (or resume, or skip when finished) one model on ``device``; evaluate its best checkpoint on ``test``; write
     ``result.json``, the learning curves and the confusion matrix into ``run_dir``."""
     done = run_dir / RESULT
     if done.exists():
         return json.loads(done.read_text())
-    outcome = fit(config, train, val, run_dir, logits, progress=progress)
+    outcome = fit(config, train, val, run_dir, logits, progress=progress, device=device)
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
     plots.learning_curves(history, run_dir / "learning_curves.png", run_dir.name)
     result: dict = {
@@ -65,7 +66,7 @@ def train_run(
     }
     if test is not None:
         checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
-        scores = _test_scores(checkpoint.build_model(), checkpoint.preprocess, test, run_dir)
+        scores = _test_scores(checkpoint.build_model().to(device), checkpoint.preprocess, test, run_dir)
         centre = scores["test"]
         result |= scores
         checkpoint.metrics |= {
@@ -121,6 +122,7 @@ def sweep_temperatures(
     *,
     test: FaceDataset | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> tuple[float, dict[float, dict]]:
     """Train one student per temperature; the best validation accuracy picks T (test is only reported)."""
     if base.kd is None:
@@ -129,7 +131,7 @@ def sweep_temperatures(
     for t in temperatures:
         config = replace(base, kd=replace(base.kd, temperature=float(t)))
         results[float(t)] = train_run(config, train, val, run_dir / f"T{t:g}", logits=logits, test=test,
-                                      progress=progress)  # fmt: skip
+                                      progress=progress, device=device)  # fmt: skip
     best = max(results, key=lambda t: results[t]["val_accuracy"])
     _write(run_dir / "sweep.json", {"best_temperature": best, "results": {str(t): r for t, r in results.items()}})
     plots.accuracy_vs_temperature(
@@ -161,6 +163,7 @@ def cross_validate(
     mode: SplitMode,
     teacher: TrainConfig | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> CVResult:
     """k-fold CV of one student configuration. With ``teacher`` (and ``student.kd``), a teacher is trained on each
     fold's training part (cached in ``run_dir/../teachers``, shared by every student of the same folds) and the
@@ -180,10 +183,10 @@ def cross_validate(
             if teacher is None:
                 raise ValueError("KD cross-validation needs a teacher configuration")
             teacher_dir = run_dir.parent / "teachers" / f"fold{fold.index}"
-            train_run(teacher, fit_part, sel_part, teacher_dir, progress=progress)
+            train_run(teacher, fit_part, sel_part, teacher_dir, progress=progress, device=device)
             logits = teacher_logits(teacher_dir / "best.pt", fit_part)
         result = train_run(student, fit_part, sel_part, run_dir / f"fold{fold.index}", logits=logits,
-                           test=test_part, progress=progress)  # fmt: skip
+                           test=test_part, progress=progress, device=device)  # fmt: skip
         accuracies.append(result["test_accuracy"])
     cv = CVResult(accuracies)
     _write(run_dir / RESULT, {"mode": mode, "folds": folds, "fold_accuracies": accuracies, "mean": cv.mean,

@@ -83,9 +83,13 @@ def fit(
     run_dir: Path,
     teacher_logits: torch.Tensor | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train (or resume) a model. ``teacher_logits`` [N, 2, C] are the teacher's logits for each training face,
-    unflipped and flipped, required when ``config.kd`` is set."""
+    unflipped and flipped, required when ``config.kd`` is set.
+
+    ``device`` (``cpu``, ``cuda``, ``cuda:1``) runs the model there; augmentation stays on the CPU with the run's
+    generator, so the views a run sees do not depend on the device, and checkpoints are saved as CPU tensors."""
     if (config.kd is None) != (teacher_logits is None):
         raise ValueError("teacher logits are needed exactly when the config asks for knowledge distillation")
     if teacher_logits is not None and teacher_logits.shape[:2] != (len(train), 2):
@@ -102,6 +106,7 @@ def fit(
     model = model.to(memory_format=memory_format)
     if config.init_from:
         _init_from(model, Path(config.init_from))
+    model = model.to(device)  # before the optimizer, so that its (resumed) state lives beside the parameters
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
@@ -119,20 +124,24 @@ def fit(
 
     spec = config.preprocess
     train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
-    labels = torch.from_numpy(train.labels)
+    labels = torch.from_numpy(train.labels).to(device)
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
     while state["epoch"] < config.epochs and (config.patience is None or state["stale"] < config.patience):
         epoch = state["epoch"] + 1
         started = time.perf_counter()
         model.train()
         order = torch.randperm(len(train), generator=generator)
-        total_loss, correct = 0.0, 0
+        # Summed on the device: reading them every batch would stall an accelerator once per step.
+        total_loss, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
         batches = range(0, len(order), config.batch_size)
-        bar = tqdm(batches, desc=f"{run_dir.name} epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for start in bar:
+        for start in tqdm(batches, desc=f"{run_dir.name} epoch {epoch}/{config.epochs}", disable=not progress,
+                          leave=False):  # fmt: skip
             index = order[start : start + config.batch_size]
             x, flipped = augment_batch(train_grids[index], spec, config.augment, generator)
-            x = x.contiguous(memory_format=memory_format)
+            x = x.to(device).contiguous(memory_format=memory_format)
             logits = model(x)
+            index, flipped = index.to(device), flipped.to(device)
             y = labels[index]
             if config.kd is not None and teacher_logits is not None:
                 teacher = teacher_logits[index, flipped.long()]
@@ -142,10 +151,10 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(index)
-            correct += int((logits.argmax(1) == y).sum())
-            bar.set_postfix(loss=f"{total_loss / (start + len(index)):.3f}")
+            total_loss += loss.detach() * len(index)
+            correct += (logits.argmax(1) == y).sum()
         scheduler.step()
+        total_loss, correct = total_loss.item(), int(correct)
         val_logits = predict_logits(model, val_grids, spec)
         val_acc = float((val_logits.argmax(1).numpy() == val.labels).mean())
         state["history"].append(
@@ -164,7 +173,7 @@ def fit(
             ModelCheckpoint(
                 arch=config.arch,
                 model_kwargs=config.model_kwargs,
-                state_dict={k: v.contiguous() for k, v in model.state_dict().items()},
+                state_dict={k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                 labels=list(train.classes),
                 preprocess=spec,
                 provenance={
