@@ -45,12 +45,12 @@ def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp
     assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png", "ckplus_accuracy_vs_temperature.png"}
 
 
-def _fer_run(root, name, arch, val, test_accuracy, temperature=None):
+def _fer_run(root, name, arch, val, test_accuracy, temperature=None, **extra):
     run = root / "fer2013" / name
     run.mkdir(parents=True)
     (run / "result.json").write_text(json.dumps({
         "arch": arch, "parameters": 1000, "val_accuracy": val, "test_accuracy": test_accuracy,
-        "test_accuracy_8crop": test_accuracy, "temperature": temperature,
+        "test_accuracy_8crop": test_accuracy, "temperature": temperature, **extra,
     }))  # fmt: skip
 
 
@@ -74,3 +74,14 @@ def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tm
     assert "| dsresnet_xs kd, 60 epochs | 1,000 | 59.0 | 59.0 | 59.0 | 8.0 |" in text
     assert "| XS | dsresnet_xs kd, 60 epochs | 59.0 | 59.0 | — | — |" in text  # the run, not only the architecture
     assert "| XXS | 52.2 | 52.5 | 53.0 |" in text  # label smoothing beside vanilla and KD
+
+
+def test_report_says_which_runs_stopped_before_their_last_epoch(tmp_path):
+    stopped = {"finished": False, "epochs_run": 32, "epochs_planned": 60}
+    _fer_run(tmp_path, "families-e60-ensemble/dsvgg_s", "dsvgg_s", 0.645, 0.650, 2.0, **stopped)
+    _fer_run(tmp_path, "families-e90/dsvgg_xxs", "dsvgg_xxs", 0.62, 0.615, 4.0, finished=True)
+    text = report(tmp_path)
+    label = "dsvgg_s kd from the ensemble, 60 epochs (stopped at epoch 32 of 60)"
+    assert f"| {label} | 1,000 | 64.5 | 65.0 | 65.0 | 2.0 |" in text
+    assert f"| S | {label} | 64.5 | 65.0 | — | — |" in text
+    assert "| dsvgg_xxs kd, 90 epochs | 1,000 | 62.0 | 61.5 | 61.5 | 4.0 |" in text

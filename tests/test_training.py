@@ -11,6 +11,7 @@ from fer_subset import fer_subset
 
 from model_store.store import ModelStore
 from trainer.augment import AugmentConfig, augment_batch
+from trainer.checkpoint import ModelCheckpoint
 from trainer.cli import main
 from trainer.config import STUDENT_SPEC, TrainConfig
 from trainer.crossval import make_folds
@@ -116,6 +117,31 @@ def test_a_dsresnet_student_distils_at_its_own_input_size_and_exports_without_ba
     assert (draft.family, draft.size, draft.architecture) == ("dsresnet", "XS", "dsresnet_xs")
     assert draft.input.shape == [-1, 1, 48, 48] and draft.preprocess.input_size == 48
     assert draft.provenance.temperature == 8.0
+
+
+def test_an_unfinished_run_is_reported_as_it_stands_and_its_own_command_then_finishes_it(small_fer, tmp_path):
+    run = tmp_path / "xxs"
+    args = ["student", "--data", f"fer2013:{small_fer}", "--size", "XXS", "--quiet", "--run-dir", str(run)]
+    assert main([*args, "--epochs", "1"]) == 0
+    # As if the run had been planned for 2 epochs and stopped after the first (a GPU lease ending, say).
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 2}))
+    (run / "result.json").unlink()
+
+    assert main(["conclude", str(run), "--data", f"fer2013:{small_fer}"]) == 0
+    stopped = json.loads((run / "result.json").read_text())
+    assert (stopped["finished"], stopped["epochs_run"], stopped["epochs_planned"]) == (False, 1, 2)
+    assert 0 <= stopped["test_accuracy"] <= 1
+    assert ModelCheckpoint.load(run / "best.pt").metrics["test_accuracy"] == stopped["test_accuracy"]
+
+    assert main([*args, "--epochs", "2"]) == 0
+    finished = json.loads((run / "result.json").read_text())
+    assert (finished["finished"], finished["epochs_run"]) == (True, 2)
+
+
+def test_conclude_refuses_a_run_without_a_trained_epoch(small_fer, tmp_path, capsys):
+    assert main(["conclude", str(tmp_path), "--data", f"fer2013:{small_fer}"]) == 2
+    assert "no trained epoch" in capsys.readouterr().err
 
 
 def test_cli_reports_clear_errors(tmp_path, capsys):

@@ -213,6 +213,17 @@ def cmd_cv(args: argparse.Namespace) -> None:
         _print({"size": size, "mode": args.mode, "folds": args.folds, "mean": cv.mean, "std": cv.std})
 
 
+def cmd_conclude(args: argparse.Namespace) -> None:
+    from trainer.experiments import conclude_run
+
+    _, _, test = _splits(args)
+    for run_dir in args.run_dirs:
+        if not (run_dir / "best.pt").exists():
+            raise CLIError(f"{run_dir} holds no trained epoch (no best.pt)")
+        result = conclude_run(run_dir, test, finished=False)
+        _print({"run": str(run_dir)} | {k: v for k, v in result.items() if k != "test"})
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from trainer.evaluate import evaluate
 
@@ -297,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--views", choices=("centre", "eight"), default="centre")
     evaluate.add_argument("--threads", type=int, default=None)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    conclude = commands.add_parser(
+        "conclude",
+        help="report unfinished runs as they stand (best checkpoint on test, result.json); training them again "
+        "with their own command resumes them",
+    )
+    conclude.add_argument("run_dirs", type=Path, nargs="+")
+    _add_data(conclude)
+    conclude.add_argument("--threads", type=int, default=None)
+    conclude.set_defaults(handler=cmd_conclude)
 
     ensemble = commands.add_parser(
         "ensemble", help="evaluate several checkpoints as one model (mean logits), e.g. a teacher ensemble"

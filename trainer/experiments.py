@@ -47,25 +47,35 @@ def train_run(
     progress: bool = True,
     device: str = "cpu",
 ) -> dict:
-    """Train (or resume, or skip when finished) one model on ``device``; evaluate its best checkpoint on ``test``; write
-    ``result.json``, the learning curves and the confusion matrix into ``run_dir``."""
+    """Train (or resume, or skip when finished) one model on ``device``; then ``conclude_run``."""
     done = run_dir / RESULT
-    if done.exists():
-        return json.loads(done.read_text())
-    outcome = fit(config, train, val, run_dir, logits, progress=progress, device=device)
-    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    if done.exists() and (result := json.loads(done.read_text())).get("finished", True):
+        return result
+    fit(config, train, val, run_dir, logits, progress=progress, device=device)
+    return conclude_run(run_dir, test, finished=True, device=device)
+
+
+def conclude_run(run_dir: Path, test: FaceDataset | None, *, finished: bool, device: str = "cpu") -> dict:
+    """Evaluate a run's best checkpoint on ``test``; write ``result.json``, the learning curves and the confusion
+    matrix into ``run_dir``. ``finished=False`` reports a run stopped before its last epoch (e.g. when a GPU lease
+    ended) as it stands; training it again with the same command resumes it and replaces the report."""
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = metrics["history"]
     plots.learning_curves(history, run_dir / "learning_curves.png", run_dir.name)
+    checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
     result: dict = {
         "arch": config.arch,
-        "parameters": outcome.parameters,
-        "best_epoch": outcome.best_epoch,
-        "epochs_run": outcome.epochs_run,
-        "val_accuracy": outcome.best_val_accuracy,
+        "parameters": count_parameters(checkpoint.build_model()),
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": len(history),
+        "epochs_planned": config.epochs,
+        "finished": finished,
+        "val_accuracy": metrics["best_val_accuracy"],
         "seconds": sum(h["seconds"] for h in history),
         "temperature": config.kd.temperature if config.kd else None,
     }
     if test is not None:
-        checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
         scores = _test_scores(checkpoint.build_model().to(device), checkpoint.preprocess, test, run_dir)
         centre = scores["test"]
         result |= scores
@@ -79,7 +89,7 @@ def train_run(
             "confusion_matrix": centre["confusion_matrix"],
         }
         checkpoint.save(run_dir / "best.pt")
-    _write(done, result)
+    _write(run_dir / RESULT, result)
     return result
 
 

@@ -2,7 +2,7 @@
 
 Expected layout under the runs root (what the Makefile's experiment targets write):
     fer2013/teacher/, fer2013/teacher2/, fer2013/ensemble/, fer2013/sweep/<size>/T<t>/,
-    fer2013/{vanilla,kd,kd-ensemble}/<size>/, fer2013/families{,-e60,-64}/<family>_<size>/
+    fer2013/{vanilla,kd,kd-ensemble}/<size>/, fer2013/families{,-e60,-e90,-64,-e60-ensemble}/<family>_<size>/
     ckplus/<mode>-k<folds>/<size>-<pooling>-<vanilla|kd-T<t>>/   (cross-validation cells)
 """
 
@@ -52,7 +52,20 @@ def _selection_accuracy(cell_dir: Path) -> float | None:
 # MicroExpNet students: on labels only, on labels smoothed by 0.1, by KD from the first teacher, from the ensemble.
 STUDENT_KINDS = ("vanilla", "smoothing", "kd", "kd-ensemble")
 # The other families' runs (Makefile fer2013-families*): folder → what sets its runs apart.
-FAMILY_FOLDERS = {"families": "kd", "families-e60": "kd, 60 epochs", "families-64": "kd, 64x64 input"}
+FAMILY_FOLDERS = {
+    "families": "kd",
+    "families-e60": "kd, 60 epochs",
+    "families-e90": "kd, 90 epochs",
+    "families-64": "kd, 64x64 input",
+    "families-e60-ensemble": "kd from the ensemble, 60 epochs",
+}
+
+
+def _run_label(label: str, result: dict) -> str:
+    """A run reported before its last epoch says so (``trainer conclude``)."""
+    if result.get("finished", True):
+        return label
+    return f"{label} (stopped at epoch {result['epochs_run']} of {result['epochs_planned']})"
 
 
 def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
@@ -72,7 +85,7 @@ def fer2013_table(root: Path) -> str:
     ]
     for label, run in _fer2013_runs(root):
         if (r := _load(run / "result.json")) is not None:
-            name = f"{label} ({r['arch']})" if label.startswith("teacher") else label
+            name = f"{label} ({r['arch']})" if label.startswith("teacher") else _run_label(label, r)
             lines.append(
                 f"| {name} | {r['parameters']:,} | {_pct(r['val_accuracy'])} | {_pct(r.get('test_accuracy'))} | "
                 f"{_pct(r.get('test_accuracy_8crop'))} | {r['temperature'] or ''} |"
@@ -114,7 +127,7 @@ def fer2013_family_choice(root: Path) -> str:
                     default=None)  # fmt: skip
         gap = f"{100 * (best['test_accuracy'] - micro['test_accuracy']):+.1f}" if micro else "—"
         lines.append(
-            f"| {size} | {label} | {_pct(best['val_accuracy'])} | {_pct(best['test_accuracy'])} | "
+            f"| {size} | {_run_label(label, best)} | {_pct(best['val_accuracy'])} | {_pct(best['test_accuracy'])} | "
             f"{_pct(micro and micro['test_accuracy'])} | {gap} |"
         )
     return "\n".join(lines)
