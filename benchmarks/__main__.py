@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,13 @@ def trained(store: ModelStore) -> bool:
     return bool(names) and all(
         store.metadata(n, store.served_version(n)).metrics.test_accuracy is not None for n in names
     )
+
+
+def history_name(stamp: str, label: str, quick: bool) -> str:
+    """The run's file name: the label (free text, kept whole inside the file) reduced to characters that need no
+    quoting in a shell or escaping in a link."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "run"
+    return f"{stamp}-{slug}{'-quick' if quick else ''}.json"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     result["duration_s"] = (datetime.now(UTC) - started).total_seconds()
     HISTORY.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    path = HISTORY / f"{stamp}-{args.label}{'-quick' if args.quick else ''}.json"
+    path = HISTORY / history_name(stamp, args.label, args.quick)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"[bench] wrote {path.relative_to(REPO)}", file=sys.stderr)
     if not args.no_docs:

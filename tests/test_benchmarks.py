@@ -34,3 +34,11 @@ def test_every_family_is_timed_and_reaches_the_tradeoff_table_plot_and_targets(t
     targets = report.family_targets(run)
     assert [line.split(":")[0] for line in targets] == ["| dsresnet XXS", "| dsvgg XXS"]
     assert all("batch 256 ≥ 1,000 images/s" in line and "(MicroExpNet-XXS: " in line for line in targets)
+
+
+def test_a_runs_file_name_needs_no_quoting_whatever_its_label():
+    from benchmarks.__main__ import history_name
+
+    name = history_name("20261126T020000Z", "dsvgg_s v1 (GPU), trainers paused", quick=False)
+    assert name == "20261126T020000Z-dsvgg_s-v1-GPU-trainers-paused.json"
+    assert history_name("20261126T020000Z", "  ", quick=True) == "20261126T020000Z-run-quick.json"
