@@ -89,7 +89,8 @@ def fit(
     unflipped and flipped, required when ``config.kd`` is set.
 
     ``device`` (``cpu``, ``cuda``, ``cuda:1``) runs the model there; augmentation stays on the CPU with the run's
-    generator, so the views a run sees do not depend on the device, and checkpoints are saved as CPU tensors."""
+    generator, so the views a run sees do not depend on the device; ``best.pt`` holds CPU tensors and ``last.pt`` is
+    read onto the CPU first, so a run started on a GPU resumes on a CPU and the other way round."""
     if (config.kd is None) != (teacher_logits is None):
         raise ValueError("teacher logits are needed exactly when the config asks for knowledge distillation")
     if teacher_logits is not None and teacher_logits.shape[:2] != (len(train), 2):
