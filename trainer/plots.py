@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 
 def learning_curves(history: Sequence[dict], path: Path, title: str = "") -> None:
@@ -84,6 +85,10 @@ def tradeoff(
     params_ax.set_xlim(4e4, 4e6)  # room for the labels of the ~1M-parameter references
     params_ax.set(xlabel="parameters", ylabel="accuracy (%)", title=title)
     speed_ax.set_xscale("log")
+    # 1-2-5 ticks in plain numbers: the default minor labels (2x10^3, 3x10^3, ...) overlap on these short decades.
+    speed_ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    speed_ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    speed_ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     speed_ax.set(xlabel="images/s at batch 256 (onnxruntime, this machine)", ylabel="accuracy (%)",
                  title="accuracy vs throughput")  # fmt: skip
     params_ax.legend(fontsize=8)
