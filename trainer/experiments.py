@@ -64,9 +64,10 @@ def conclude_run(run_dir: Path, test: FaceDataset | None, *, finished: bool, dev
     history = metrics["history"]
     plots.learning_curves(history, run_dir / "learning_curves.png", run_dir.name)
     checkpoint = ModelCheckpoint.load(run_dir / "best.pt")
+    model = checkpoint.build_model()
     result: dict = {
         "arch": config.arch,
-        "parameters": count_parameters(checkpoint.build_model()),
+        "parameters": count_parameters(model),
         "best_epoch": metrics["best_epoch"],
         "epochs_run": len(history),
         "epochs_planned": config.epochs,
@@ -76,7 +77,7 @@ def conclude_run(run_dir: Path, test: FaceDataset | None, *, finished: bool, dev
         "temperature": config.kd.temperature if config.kd else None,
     }
     if test is not None:
-        scores = _test_scores(checkpoint.build_model().to(device), checkpoint.preprocess, test, run_dir)
+        scores = _test_scores(model.to(device), checkpoint.preprocess, test, run_dir)
         centre = scores["test"]
         result |= scores
         checkpoint.metrics |= {
