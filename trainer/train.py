@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,20 +21,11 @@ from trainer.config import TrainConfig
 from trainer.data import FaceDataset
 from trainer.distill import kd_loss
 from trainer.evaluate import predict_logits, prepare_grids
-from trainer.models import count_parameters, create_model
+from trainer.models import create_model
 
 
 class ResumeError(ValueError):
     """A run directory whose saved configuration differs from the one asked for."""
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_epoch: int
-    best_val_accuracy: float
-    epochs_run: int
-    parameters: int
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -84,9 +74,10 @@ def fit(
     teacher_logits: torch.Tensor | None = None,
     progress: bool = True,
     device: str = "cpu",
-) -> TrainResult:
-    """Train (or resume) a model. ``teacher_logits`` [N, 2, C] are the teacher's logits for each training face,
-    unflipped and flipped, required when ``config.kd`` is set.
+) -> None:
+    """Train (or resume) a model; ``run_dir`` receives its checkpoints and ``metrics.json`` (see the module doc).
+    ``teacher_logits`` [N, 2, C] are the teacher's logits for each training face, unflipped and flipped, required
+    when ``config.kd`` is set.
 
     ``device`` (``cpu``, ``cuda``, ``cuda:1``) runs the model there; augmentation stays on the CPU with the run's
     generator, so the views a run sees do not depend on the device; ``best.pt`` holds CPU tensors and ``last.pt`` is
@@ -218,4 +209,3 @@ def fit(
                 f"train {correct / len(train):.4f} val {val_acc:.4f} ({state['history'][-1]['seconds']:.0f}s)",
                 flush=True,
             )
-    return TrainResult(run_dir, state["best_epoch"], state["best_val"], state["epoch"], count_parameters(model))
