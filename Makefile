@@ -56,8 +56,8 @@ CK_SWEEP := --epochs 30 --lr 1e-3 --schedule cosine --threads $(THREADS) --quiet
 CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --teacher-init $(RUNS)/fer2013/teacher/best.pt
 
 .PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd fer2013-smoothing fer2013-ensemble fer2013-kd-ensemble \
-	fer2013-families fer2013-families-long fer2013-families-64 fer2013-families-e90 fer2013-families-ensemble ckplus-pooling ckplus-temperature ckplus-vanilla \
-	ckplus-kd report ship
+	fer2013-families fer2013-families-long fer2013-families-64 fer2013-families-e90 fer2013-families-ensemble \
+	ckplus-pooling ckplus-temperature ckplus-vanilla ckplus-kd report ship
 
 # The teacher recipe (docs/results.md, Protocol), shared by the first teacher and the second one of the ensemble.
 FER_TEACHER := --arch fer_vgg --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong \
