@@ -78,6 +78,17 @@ def test_no_face_in_a_gradient(name: str) -> None:
     assert detector(name).detect(gradient()) == []
 
 
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_no_face_in_an_image_smaller_than_any_face_even_after_a_large_one(name: str) -> None:
+    # YuNet unpadded answered a tiny image with rows left over from the previous call (a 1x1 "face" of score 1.0).
+    found = detector(name)
+    large = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    for _ in range(20):
+        found.detect(large)
+        for shape in [(1, 1, 3), (2, 1, 3), (1, 3, 3), (20, 40, 3)]:
+            assert found.detect(np.full(shape, 128, np.uint8)) == []
+
+
 def test_boxes_are_clipped_to_the_image() -> None:
     # The face cut by the left edge: YuNet's own box starts a few pixels left of the image.
     image = astronaut()[:, 185:]
