@@ -13,7 +13,7 @@ from trainer.models.fusion import fold_batchnorm
 from trainer.models.microexpnet import SIZES
 
 
-@pytest.mark.parametrize("family", ["dsresnet", "dsvgg"])
+@pytest.mark.parametrize("family", ["dsresnet", "dsvgg", "dsvgg5"])
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("classes", [7, 8])
 def test_lands_on_not_over_the_microexpnet_budget(family, size, classes):
@@ -22,7 +22,7 @@ def test_lands_on_not_over_the_microexpnet_budget(family, size, classes):
     assert 0.85 * budget <= params <= budget
 
 
-@pytest.mark.parametrize("family", ["dsresnet", "dsvgg"])
+@pytest.mark.parametrize("family", ["dsresnet", "dsvgg", "dsvgg5"])
 @pytest.mark.parametrize("input_size", [48, 64, 84])
 def test_any_input_size_gives_one_logit_per_class(family, input_size):
     model = create_model(f"{family}_xxs", num_classes=7).eval()
@@ -47,7 +47,7 @@ def _with_trained_statistics(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("arch", ["dsresnet_xxs", "dsvgg_xxs", "fer_vgg"])
+@pytest.mark.parametrize("arch", ["dsresnet_xxs", "dsvgg_xxs", "dsvgg5_m", "fer_vgg"])
 def test_folding_batch_norm_removes_it_and_keeps_the_function(arch):
     model = _with_trained_statistics(create_model(arch, num_classes=7))
     folded = fold_batchnorm(model)

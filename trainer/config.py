@@ -59,4 +59,4 @@ def spec_for(input_size: int, native_size: int = 48) -> PreprocessSpec:
 STUDENT_SPEC = spec_for(84)  # the paper's 84x84 students
 # Each student family's default input side: MicroExpNet's is the paper's; the batch-normalised families with global
 # pooling are built for FER2013's native 48x48 (smaller inputs cost less; `--input-size` overrides).
-STUDENT_INPUT_SIZES = {"microexpnet": 84, "dsresnet": 48, "dsvgg": 48}
+STUDENT_INPUT_SIZES = {"microexpnet": 84, "dsresnet": 48, "dsvgg": 48, "dsvgg5": 48}
