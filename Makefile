@@ -57,7 +57,7 @@ CK_TEACHER := --teacher-arch fer_vgg --teacher-epochs 10 --teacher-lr 1e-3 --tea
 
 .PHONY: fer2013-teacher fer2013-vanilla fer2013-sweep fer2013-kd fer2013-smoothing fer2013-ensemble fer2013-kd-ensemble \
 	fer2013-families fer2013-families-long fer2013-families-64 fer2013-families-e90 fer2013-families-ensemble \
-	ckplus-pooling ckplus-temperature ckplus-vanilla ckplus-kd report ship
+	fer2013-families-strong fer2013-families-seeds ckplus-pooling ckplus-temperature ckplus-vanilla ckplus-kd report ship
 
 # The teacher recipe (docs/results.md, Protocol), shared by the first teacher and the second one of the ensemble.
 FER_TEACHER := --arch fer_vgg --optimizer sgd --lr 0.05 --weight-decay 5e-4 --schedule cosine --augment strong \
@@ -108,7 +108,7 @@ fer2013-kd-ensemble: fer2013-ensemble fer2013-sweep
 
 # The other student families (issue "Beyond MicroExpNet"), distilled from the first teacher at the temperature the
 # MicroExpNet sweep picked for the same size, on a shorter budget than MicroExpNet's: they train 4-8x slower here.
-FAMILIES := dsresnet dsvgg
+FAMILIES := dsresnet dsvgg dsvgg5
 FAMILY_SIZES := xxs xs
 FAMILY_EPOCHS := 30
 FAMILY_RUNS = $(RUNS)/fer2013/families
@@ -141,6 +141,22 @@ fer2013-families-ensemble: FAMILY_EPOCHS = 60
 fer2013-families-ensemble: FAMILY_TEACHER = $(ENSEMBLE)
 fer2013-families-ensemble: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble
 fer2013-families-ensemble: fer2013-ensemble fer2013-families
+
+# The ensemble's 60-epoch recipe on other seeds, one folder each: how far apart are runs that differ only by chance?
+SEEDS := 2 3 4 5
+fer2013-families-seeds: fer2013-ensemble
+	for seed in $(SEEDS); do \
+	  $(MAKE) -o install-dev -o fer2013-sweep -o fer2013-ensemble fer2013-families-ensemble \
+	      FAMILY_RUNS=$(RUNS)/fer2013/families-e60-ensemble-seed$$seed FAMILY_EXTRA="--seed $$seed" || exit 1; \
+	done
+
+# Do the larger tiers, which overfit by epoch 30 (training accuracy far above validation), gain from the strong
+# augmentation (random crops, rotation, zoom, brightness/contrast, erasing)?
+fer2013-families-strong: FAMILY_EPOCHS = 60
+fer2013-families-strong: FAMILY_TEACHER = $(ENSEMBLE)
+fer2013-families-strong: FAMILY_EXTRA = --augment strong
+fer2013-families-strong: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble-strong
+fer2013-families-strong: fer2013-ensemble fer2013-families
 
 ckplus-pooling: install-dev
 	for mode in random subject; do for pooling in v p1 p2 p12; do \

@@ -58,6 +58,7 @@ FAMILY_FOLDERS = {
     "families-e90": "kd, 90 epochs",
     "families-64": "kd, 64x64 input",
     "families-e60-ensemble": "kd from the ensemble, 60 epochs",
+    "families-e60-ensemble-strong": "kd from the ensemble, strong augmentation, 60 epochs",
 }
 
 
@@ -73,8 +74,14 @@ def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
     runs = [("teacher", root / "teacher"), ("teacher 2", root / "teacher2"), ("teacher ensemble", root / "ensemble")]
     for kind in STUDENT_KINDS:
         runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
-    for folder, kind in FAMILY_FOLDERS.items():
-        runs += [(f"{run.name} {kind}", run) for run in sorted((root / folder).glob("*_*"))]
+    folders = [(root / folder, kind) for folder, kind in FAMILY_FOLDERS.items()]
+    # The same recipe on other seeds (make fer2013-families-seeds): how much of a difference is seed noise.
+    seeds = sorted(root.glob("families-e60-ensemble-seed*"), key=lambda f: int(f.name.rpartition("seed")[2] or 0))
+    folders += [
+        (folder, f"kd from the ensemble, 60 epochs, seed {folder.name.rpartition('seed')[2]}") for folder in seeds
+    ]
+    for folder, kind in folders:
+        runs += [(f"{run.name} {kind}", run) for run in sorted(folder.glob("*_*"))]
     return runs
 
 
