@@ -15,8 +15,9 @@ with the margin recorded in the metadata, and resizes them as described there) a
 of the expressions it was trained on. Four size tiers (XXS, XS, S, M: 65K to 900K parameters), well under a
 millisecond per face on a CPU. `microexpnet_*` models are MicroExpNet students (Cugu, Sener, Akbas, IPTA 2019): two
 convolutions and two fully connected layers. Where a tier also has a `dsresnet_*` (residual depthwise-separable
-convolutions, batch norm, global average pooling) or `dsvgg_*` (depthwise-separable VGG) model, it has the same
-parameter budget; each tier's default is the model most accurate on validation, the others are served by name.
+convolutions, batch norm, global average pooling), `dsvgg_*` (depthwise-separable VGG) or `dsvgg5_*` (the same
+VGG with a fifth, 3x3 stage) model, it has the same parameter budget; each tier's default is the model most
+accurate on validation, the others are served by name.
 
 ## Intended use
 - Research, prototyping and interactive demos of facial-expression recognition on frontal faces.
