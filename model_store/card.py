@@ -79,6 +79,7 @@ def _model_section(meta: ModelMetadata) -> str:
         f"- trained on {p.dataset or 'unknown data'}; teacher: {p.teacher or 'none (trained on labels only)'}"
         + (f", temperature {p.temperature:g}, λ {p.kd_lambda:g}" if p.temperature else "")
         + (f"; {p.epochs} epochs, seed {p.seed}" if p.epochs else ""),
+        *([f"- recipe: {p.recipe}"] if p.recipe else []),
         f"- accuracy: validation {_pct(m.val_accuracy)}, test {_pct(m.test_accuracy)} (single centre crop), "
         f"test {_pct(m.test_accuracy_8crop)} (8 crops + flips)",
     ]

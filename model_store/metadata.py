@@ -86,8 +86,9 @@ class Provenance(_Frozen):
     teacher: str | None = None
     temperature: float | None = None
     kd_lambda: float | None = None
-    epochs: int | None = None
+    epochs: int | None = Field(None, description="epochs trained when these weights were saved (the best on val)")
     seed: int | None = None
+    recipe: str | None = Field(None, description="optimizer, schedule, batch and augmentation, in words")
     git_commit: str | None = None
 
 

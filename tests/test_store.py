@@ -14,7 +14,8 @@ import pytest
 from onnx_fixtures import SEVEN_LABELS, publish_tiny, tiny_classifier, tiny_draft
 from pydantic import ValidationError
 
-from model_store.metadata import Metrics, ModelDraft, draft_from_json
+from model_store.card import model_card
+from model_store.metadata import Metrics, ModelDraft, Provenance, draft_from_json
 from model_store.store import (
     IntegrityError,
     InvalidModelError,
@@ -368,3 +369,13 @@ def test_the_store_and_its_cli_import_without_torch_onnx_or_the_trainer() -> Non
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_model_card_states_the_training_recipe_where_the_metadata_has_one(tmp_path):
+    store = ModelStore(tmp_path / "store", create=True)
+    recipe = "adam lr 0.001, cosine decay over 60 epochs, batch 64, strong augmentation (random crops, flips)"
+    provenance = Provenance(dataset="synthetic", epochs=43, seed=0, recipe=recipe)
+    store.publish(tiny_classifier(tmp_path / "xxs.onnx"), tiny_draft().model_copy(update={"provenance": provenance}))
+    publish_tiny(store, tmp_path / "work", size="M")  # no recipe: no line for it
+    card = model_card(store)
+    assert card.count("- recipe: ") == 1 and f"- recipe: {recipe}" in card

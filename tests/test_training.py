@@ -91,12 +91,15 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     teacher = tmp_path / "teacher" / "best.pt"
     assert teacher.exists() and (tmp_path / "teacher" / "confusion_matrix.png").exists()
     args = ["student", *common, "--size", "XXS", "--teacher", str(teacher), "--temperature", "4"]
-    assert main([*args, "--run-dir", str(tmp_path / "xxs"), "--lr", "1e-3"]) == 0
+    assert main([*args, "--run-dir", str(tmp_path / "xxs"), "--lr", "1e-3", "--augment", "strong"]) == 0
     result = json.loads((tmp_path / "xxs" / "result.json").read_text())
     assert result["temperature"] == 4.0 and 0 <= result["test_accuracy"] <= 1
     assert list(tmp_path.joinpath("teacher").glob("teacher_logits_*.pt")), "teacher logits are cached"
     onnx_path, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
     assert draft.provenance.temperature == 4.0 and draft.size == "XXS"
+    assert draft.provenance.recipe.startswith(
+        "adam lr 0.001, constant rate over 2 epochs, batch 32, strong augmentation"
+    )
     # Published metadata names the teacher by architecture and checksum and no folder of this machine.
     assert draft.provenance.teacher == f"fer_vgg sha256:{hashlib.sha256(teacher.read_bytes()).hexdigest()[:16]}"
     assert draft.provenance.dataset == f"fer2013:{small_fer.name}"

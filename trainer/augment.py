@@ -43,6 +43,18 @@ class AugmentConfig:
             erase_prob=0.25,
         )
 
+    def describe(self) -> str:
+        """In words, named after its preset (the CLI's ``--augment``) when it is one."""
+        parts = [f"{self.crops} crops"]
+        parts += ["flips"] if self.flip else []
+        parts += [f"rotation ±{self.rotate_degrees:g}°"] if self.rotate_degrees else []
+        parts += [f"zoom ±{self.scale_jitter:.0%}"] if self.scale_jitter else []
+        parts += [f"brightness ±{self.brightness:.0%}"] if self.brightness else []
+        parts += [f"contrast ±{self.contrast:.0%}"] if self.contrast else []
+        parts += [f"erasing p={self.erase_prob:g}"] if self.erase_prob else []
+        preset = next((name for name, cfg in (("paper", self.paper()), ("strong", self.strong())) if cfg == self), None)
+        return f"{preset + ' ' if preset else ''}augmentation ({', '.join(parts)})"
+
 
 def _crop(grids: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int) -> torch.Tensor:
     rows = tops[:, None] + torch.arange(size)[None]  # [N, size]

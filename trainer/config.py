@@ -42,6 +42,15 @@ class TrainConfig:
         data["preprocess"] = self.preprocess.model_dump()
         return data
 
+    def recipe(self) -> str:
+        """One line for a model's provenance: what a reader needs to train the same way again."""
+        schedule = "cosine decay" if self.schedule == "cosine" else "constant rate"
+        return (
+            f"{self.optimizer} lr {self.lr:g}, {schedule} over {self.epochs} epochs, batch {self.batch_size}, "
+            f"{self.augment.describe()}"
+            + (f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else "")
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)

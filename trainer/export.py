@@ -21,6 +21,7 @@ from torch import nn
 from model_store.metadata import Metrics, ModelDraft, Provenance, TensorSpec
 from model_store.preprocess import PreprocessSpec, face_input, to_tensor
 from trainer.checkpoint import ModelCheckpoint, checkpoint_identity
+from trainer.config import TrainConfig
 from trainer.data import DatasetError, open_dataset
 from trainer.models import count_parameters
 from trainer.models.fusion import fold_batchnorm
@@ -145,6 +146,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
             **{k: provenance.get(k) for k in ("split", "temperature", "kd_lambda", "epochs", "seed")},
             dataset=_portable_dataset(provenance.get("dataset")),
             teacher=_portable_teacher(provenance.get("teacher")),
+            recipe=TrainConfig.from_dict(provenance["config"]).recipe() if provenance.get("config") else None,
             git_commit=_git_commit(),
         ),
         metrics=Metrics(**{k: v for k, v in checkpoint.metrics.items() if k in Metrics.model_fields}),
