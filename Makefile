@@ -108,7 +108,7 @@ fer2013-kd-ensemble: fer2013-ensemble fer2013-sweep
 
 # The other student families (issue "Beyond MicroExpNet"), distilled from the first teacher at the temperature the
 # MicroExpNet sweep picked for the same size, on a shorter budget than MicroExpNet's: they train 4-8x slower here.
-FAMILIES := dsresnet dsvgg dsvgg5
+FAMILIES := dsresnet dsvgg
 FAMILY_SIZES := xxs xs
 FAMILY_EPOCHS := 30
 FAMILY_RUNS = $(RUNS)/fer2013/families
