@@ -82,21 +82,19 @@ DSVGG5_WIDTHS: dict[str, tuple[int, ...]] = {
 }
 
 
-def _register(size: str) -> None:
-    widths, stem = DSRESNET_WIDTHS[size]
-
-    @register_model(f"dsresnet_{size.lower()}")
+def _register_dsresnet(name: str, widths: tuple[int, ...], stem: int) -> None:
+    @register_model(name)
     def dsresnet(num_classes: int = 7, **_: object) -> DSResNet:
         return DSResNet(widths, stem, num_classes)
 
-    @register_model(f"dsvgg_{size.lower()}")
-    def dsvgg(num_classes: int = 7, dropout: float = 0.3, **_: object) -> DSVGG:
-        return DSVGG(DSVGG_WIDTHS[size], num_classes, dropout)
 
-    @register_model(f"dsvgg5_{size.lower()}")
-    def dsvgg5(num_classes: int = 7, dropout: float = 0.3, **_: object) -> DSVGG:
-        return DSVGG(DSVGG5_WIDTHS[size], num_classes, dropout)
+def _register_dsvgg(name: str, widths: tuple[int, ...]) -> None:
+    @register_model(name)
+    def dsvgg(num_classes: int = 7, dropout: float = 0.3, **_: object) -> DSVGG:
+        return DSVGG(widths, num_classes, dropout)
 
 
 for _size in ("M", "S", "XS", "XXS"):
-    _register(_size)
+    _register_dsresnet(f"dsresnet_{_size.lower()}", *DSRESNET_WIDTHS[_size])
+    _register_dsvgg(f"dsvgg_{_size.lower()}", DSVGG_WIDTHS[_size])
+    _register_dsvgg(f"dsvgg5_{_size.lower()}", DSVGG5_WIDTHS[_size])
