@@ -60,6 +60,7 @@ FAMILY_FOLDERS = {
     "families-e60-ensemble": "kd from the ensemble, 60 epochs",
     "families-e60-ensemble-strong": "kd from the ensemble, strong augmentation, 60 epochs",
 }
+SEED_FOLDER = re.compile(r"families-e60-ensemble-seed(?P<seed>\d+)")
 
 
 def _run_label(label: str, result: dict) -> str:
@@ -76,10 +77,8 @@ def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
         runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
     folders = [(root / folder, kind) for folder, kind in FAMILY_FOLDERS.items()]
     # The same recipe on other seeds (make fer2013-families-seeds): how much of a difference is seed noise.
-    seeds = sorted(root.glob("families-e60-ensemble-seed*"), key=lambda f: int(f.name.rpartition("seed")[2] or 0))
-    folders += [
-        (folder, f"kd from the ensemble, 60 epochs, seed {folder.name.rpartition('seed')[2]}") for folder in seeds
-    ]
+    seeds = sorted((int(m["seed"]), f) for f in root.glob("families-*") if (m := SEED_FOLDER.fullmatch(f.name)))
+    folders += [(folder, f"kd from the ensemble, 60 epochs, seed {seed}") for seed, folder in seeds]
     for folder, kind in folders:
         runs += [(f"{run.name} {kind}", run) for run in sorted(folder.glob("*_*"))]
     return runs
