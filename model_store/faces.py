@@ -181,9 +181,9 @@ class YuNetDetector:
             bgr = cv2.cvtColor(to_gray(small), cv2.COLOR_GRAY2BGR)
         # Below its coarsest stride (32 px) on a side, FaceDetectorYN answers with rows left over from an earlier
         # call (seen: a 1x1 image "found" a face of score 1.0): pad such images up to it, bottom and right, with black.
-        short = YUNET_MIN_SIDE - np.array(bgr.shape[:2])
-        if (short > 0).any():
-            bgr = cv2.copyMakeBorder(bgr, 0, max(0, short[0]), 0, max(0, short[1]), cv2.BORDER_CONSTANT, value=0)
+        pad_bottom, pad_right = (max(0, YUNET_MIN_SIDE - side) for side in bgr.shape[:2])
+        if pad_bottom or pad_right:
+            bgr = cv2.copyMakeBorder(bgr, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=0)
         with self._nets.lend() as net:
             net.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, rows = net.detect(np.ascontiguousarray(bgr))
