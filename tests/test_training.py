@@ -155,6 +155,20 @@ def test_cli_reports_clear_errors(tmp_path, capsys):
     assert "not a readable torch checkpoint" in capsys.readouterr().err
 
 
+def test_dropout_is_set_where_the_family_has_a_dropout_layer_and_refused_where_it_has_none(small_fer, tmp_path, capsys):
+    args = ["student", "--data", f"fer2013:{small_fer}", "--size", "XXS", "--epochs", "1", "--quiet"]
+    assert main([*args, "--family", "dsvgg", "--dropout", "0", "--run-dir", str(tmp_path / "dsvgg")]) == 0
+    model = ModelCheckpoint.load(tmp_path / "dsvgg" / "best.pt").build_model()
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0]
+    _, draft = export_checkpoint(tmp_path / "dsvgg" / "best.pt", tmp_path / "export")
+    assert draft.provenance.recipe.endswith(", dropout 0")
+    assert main([*args, "--family", "dsresnet", "--dropout", "0", "--run-dir", str(tmp_path / "dsresnet")]) == 2
+    assert "dsresnet has no dropout layer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--dropout", "1", "--run-dir", str(tmp_path / "xxs")])
+    assert "a dropout rate is in [0, 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("device", "message"),
     [

@@ -15,7 +15,7 @@ import torch
 from model_store.preprocess import PreprocessSpec
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
-from trainer.config import STUDENT_INPUT_SIZES, KDConfig, TrainConfig, spec_for
+from trainer.config import DROPOUT_FAMILIES, STUDENT_INPUT_SIZES, KDConfig, TrainConfig, spec_for
 from trainer.data import DatasetError, FaceDataset, open_dataset
 from trainer.experiments import cross_validate, sweep_temperatures, train_run
 from trainer.models.microexpnet import POOLINGS, SIZES
@@ -48,6 +48,13 @@ def _device(value: str) -> str:
     return value
 
 
+def _dropout(value: str) -> float:
+    rate = float(value)
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"a dropout rate is in [0, 1), not {value}")
+    return rate
+
+
 def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--run-dir", type=Path, required=True, help="where checkpoints, metrics and plots go")
@@ -74,6 +81,11 @@ def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> 
     parser.add_argument("--input-size", type=int, help="input side in pixels (default: the family's)")
     parser.add_argument(
         "--pooling", choices=POOLINGS, default="p12", help="MicroExpNet only: the paper's Table II variants"
+    )
+    parser.add_argument(
+        "--dropout",
+        type=_dropout,
+        help=f"dropout before the last layer (default: the family's); {', '.join(DROPOUT_FAMILIES)} only",
     )
     parser.add_argument(
         "--teacher",
@@ -107,7 +119,11 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
 
 def _student_config(args: argparse.Namespace, size: str, kd: KDConfig | None) -> TrainConfig:
     spec = spec_for(args.input_size or STUDENT_INPUT_SIZES[args.family])
-    kwargs = {"pooling": args.pooling} if args.family == "microexpnet" else {}
+    kwargs: dict[str, object] = {"pooling": args.pooling} if args.family == "microexpnet" else {}
+    if args.dropout is not None:
+        if args.family not in DROPOUT_FAMILIES:
+            raise CLIError(f"{args.family} has no dropout layer; --dropout applies to {', '.join(DROPOUT_FAMILIES)}")
+        kwargs["dropout"] = args.dropout
     return _config(args, f"{args.family}_{size.lower()}", spec, model_kwargs=kwargs, kd=kd)
 
 

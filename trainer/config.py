@@ -49,6 +49,7 @@ class TrainConfig:
             f"{self.optimizer} lr {self.lr:g}, {schedule} over {self.epochs} epochs, batch {self.batch_size}, "
             f"{self.augment.describe()}"
             + (f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else "")
+            + (f", dropout {self.model_kwargs['dropout']:g}" if "dropout" in self.model_kwargs else "")
         )
 
     @classmethod
@@ -69,3 +70,5 @@ STUDENT_SPEC = spec_for(84)  # the paper's 84x84 students
 # Each student family's default input side: MicroExpNet's is the paper's; the batch-normalised families with global
 # pooling are built for FER2013's native 48x48 (smaller inputs cost less; `--input-size` overrides).
 STUDENT_INPUT_SIZES = {"microexpnet": 84, "dsresnet": 48, "dsvgg": 48, "dsvgg5": 48}
+# The families whose head has a dropout layer (dsresnet's convolutional head has none), which `--dropout` can set.
+DROPOUT_FAMILIES = ("microexpnet", "dsvgg", "dsvgg5")
