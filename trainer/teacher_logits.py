@@ -29,7 +29,18 @@ def _fingerprint(checkpoint_path: Path, dataset: FaceDataset) -> str:
 
 def teacher_logits(checkpoint_path: Path, dataset: FaceDataset, cache_dir: Path | None = None) -> torch.Tensor:
     """[N, 2, C] logits (centre view, mirrored centre view) of the teacher on every face of ``dataset``."""
-    checkpoint = ModelCheckpoint.load(checkpoint_path)
+    return _logits(checkpoint_path, ModelCheckpoint.load(checkpoint_path), dataset, cache_dir)
+
+
+def ensemble_logits(checkpoint_paths: Sequence[Path], dataset: FaceDataset) -> torch.Tensor:
+    """[N, 2, C] mean logits of one or several teachers (see ``trainer.ensemble``)."""
+    members = load_members(checkpoint_paths)  # refuses members that disagree on labels or preprocessing
+    return torch.stack([_logits(p, c, dataset) for p, c in zip(checkpoint_paths, members, strict=True)]).mean(0)
+
+
+def _logits(
+    checkpoint_path: Path, checkpoint: ModelCheckpoint, dataset: FaceDataset, cache_dir: Path | None = None
+) -> torch.Tensor:
     if tuple(checkpoint.labels) != tuple(dataset.classes):
         raise ValueError(f"teacher predicts {checkpoint.labels}, the dataset has {list(dataset.classes)}")
     cache_dir = cache_dir or checkpoint_path.parent
@@ -46,9 +57,3 @@ def teacher_logits(checkpoint_path: Path, dataset: FaceDataset, cache_dir: Path 
     torch.save(logits, tmp)
     tmp.replace(cache)
     return logits
-
-
-def ensemble_logits(checkpoint_paths: Sequence[Path], dataset: FaceDataset) -> torch.Tensor:
-    """[N, 2, C] mean logits of one or several teachers (see ``trainer.ensemble``)."""
-    load_members(checkpoint_paths)  # refuses members that disagree on labels or preprocessing
-    return torch.stack([teacher_logits(path, dataset) for path in checkpoint_paths]).mean(0)
