@@ -59,6 +59,7 @@ FAMILY_FOLDERS = {
     "families-64": "kd, 64x64 input",
     "families-e60-ensemble": "kd from the ensemble, 60 epochs",
     "families-e60-ensemble-strong": "kd from the ensemble, strong augmentation, 60 epochs",
+    "families-e60-ensemble-nodropout": "kd from the ensemble, no dropout, 60 epochs",
 }
 SEED_FOLDER = re.compile(r"families-e60-ensemble-seed(?P<seed>\d+)")
 
