@@ -115,7 +115,7 @@ FAMILY_EPOCHS := 30
 FAMILY_RUNS = $(RUNS)/fer2013/families
 FAMILY_TEACHER = $(RUNS)/fer2013/teacher/best.pt
 FAMILY_STUDENT = --epochs $(FAMILY_EPOCHS) --lr 1e-3 --schedule cosine --threads $(THREADS) --device $(DEVICE) --quiet \
-	$(FAMILY_EXTRA)
+	$(FAMILY_EXTRA) $(SEED_FLAG)
 fer2013-families: fer2013-sweep
 	for family in $(FAMILIES); do for s in $(FAMILY_SIZES); do \
 	  $(TRAIN) student --data fer2013:$(FER) --family $$family --size $$s --teacher $(FAMILY_TEACHER) \
@@ -140,15 +140,17 @@ fer2013-families-e90: fer2013-families
 # Does the stronger teacher (the two-model ensemble) make better students of these families? 60 epochs.
 fer2013-families-ensemble: FAMILY_EPOCHS = 60
 fer2013-families-ensemble: FAMILY_TEACHER = $(ENSEMBLE)
-fer2013-families-ensemble: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble
+fer2013-families-ensemble: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble$(SEED_SUFFIX)
 fer2013-families-ensemble: fer2013-ensemble fer2013-families
 
-# The ensemble's 60-epoch recipe on other seeds, one folder each: how far apart are runs that differ only by chance?
+# A recipe on other seeds, one folder each (<recipe folder>-seedN): how far apart are runs that differ only by chance?
+# SEED_RECIPE names the recipe's target: ensemble (fer2013-families-ensemble), strong or nodropout.
 SEEDS := 2 3 4 5
+SEED_RECIPE := ensemble
 fer2013-families-seeds: fer2013-ensemble
 	for seed in $(SEEDS); do \
-	  $(MAKE) -o install-dev -o fer2013-sweep -o fer2013-ensemble fer2013-families-ensemble \
-	      FAMILY_RUNS=$(RUNS)/fer2013/families-e60-ensemble-seed$$seed FAMILY_EXTRA="--seed $$seed" || exit 1; \
+	  $(MAKE) -o install-dev -o fer2013-sweep -o fer2013-ensemble fer2013-families-$(SEED_RECIPE) \
+	      SEED_SUFFIX=-seed$$seed SEED_FLAG="--seed $$seed" || exit 1; \
 	done
 
 # Do the larger tiers, which overfit by epoch 30 (training accuracy far above validation), gain from the strong
@@ -156,7 +158,7 @@ fer2013-families-seeds: fer2013-ensemble
 fer2013-families-strong: FAMILY_EPOCHS = 60
 fer2013-families-strong: FAMILY_TEACHER = $(ENSEMBLE)
 fer2013-families-strong: FAMILY_EXTRA = --augment strong
-fer2013-families-strong: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble-strong
+fer2013-families-strong: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble-strong$(SEED_SUFFIX)
 fer2013-families-strong: fer2013-ensemble fer2013-families
 
 # The smallest tier underfits instead (XXS: 66% training against 61% validation accuracy at epoch 60): does it gain
@@ -164,7 +166,7 @@ fer2013-families-strong: fer2013-ensemble fer2013-families
 fer2013-families-nodropout: FAMILY_EPOCHS = 60
 fer2013-families-nodropout: FAMILY_TEACHER = $(ENSEMBLE)
 fer2013-families-nodropout: FAMILY_EXTRA = --dropout 0
-fer2013-families-nodropout: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble-nodropout
+fer2013-families-nodropout: FAMILY_RUNS = $(RUNS)/fer2013/families-e60-ensemble-nodropout$(SEED_SUFFIX)
 fer2013-families-nodropout: fer2013-ensemble fer2013-families
 
 ckplus-pooling: install-dev
