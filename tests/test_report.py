@@ -87,9 +87,14 @@ def test_report_says_which_runs_stopped_before_their_last_epoch(tmp_path):
     assert "| dsvgg_xxs kd, 90 epochs | 1,000 | 62.0 | 61.5 | 61.5 | 4.0 |" in text
 
 
-def test_report_labels_seed_runs_in_seed_order(tmp_path):
+def test_report_labels_seed_runs_by_recipe_in_seed_order(tmp_path):
     for seed, val in ((10, 0.60), (2, 0.61)):
         _fer_run(tmp_path, f"families-e60-ensemble-seed{seed}/dsvgg_xxs", "dsvgg_xxs", val, 0.62, 4.0)
+    _fer_run(tmp_path, "families-e60-ensemble-nodropout-seed3/dsvgg5_xxs", "dsvgg5_xxs", 0.63, 0.62, 4.0)
     text = report(tmp_path)
     seed2 = text.index("| dsvgg_xxs kd from the ensemble, 60 epochs, seed 2 | 1,000 | 61.0 |")
-    assert seed2 < text.index("| dsvgg_xxs kd from the ensemble, 60 epochs, seed 10 | 1,000 | 60.0 |")
+    seed10 = text.index("| dsvgg_xxs kd from the ensemble, 60 epochs, seed 10 | 1,000 | 60.0 |")
+    # Each recipe's seeds under that recipe's own name, after the previous recipe's.
+    assert (
+        seed2 < seed10 < text.index("| dsvgg5_xxs kd from the ensemble, no dropout, 60 epochs, seed 3 | 1,000 | 63.0 |")
+    )

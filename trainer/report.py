@@ -61,7 +61,7 @@ FAMILY_FOLDERS = {
     "families-e60-ensemble-strong": "kd from the ensemble, strong augmentation, 60 epochs",
     "families-e60-ensemble-nodropout": "kd from the ensemble, no dropout, 60 epochs",
 }
-SEED_FOLDER = re.compile(r"families-e60-ensemble-seed(?P<seed>\d+)")
+SEED_FOLDER = re.compile(r"(?P<recipe>families-[\w-]+)-seed(?P<seed>\d+)")  # a FAMILY_FOLDERS recipe on one more seed
 
 
 def _run_label(label: str, result: dict) -> str:
@@ -77,9 +77,14 @@ def _fer2013_runs(root: Path) -> list[tuple[str, Path]]:
     for kind in STUDENT_KINDS:
         runs += [(f"MicroExpNet-{size} {kind}", root / kind / size.lower()) for size in SIZES]
     folders = [(root / folder, kind) for folder, kind in FAMILY_FOLDERS.items()]
-    # The same recipe on other seeds (make fer2013-families-seeds): how much of a difference is seed noise.
-    seeds = sorted((int(m["seed"]), f) for f in root.glob("families-*") if (m := SEED_FOLDER.fullmatch(f.name)))
-    folders += [(folder, f"kd from the ensemble, 60 epochs, seed {seed}") for seed, folder in seeds]
+    # A recipe on other seeds (make fer2013-families-seeds): how much of a difference is seed noise.
+    recipes = list(FAMILY_FOLDERS)
+    seeds = sorted(
+        (recipes.index(m["recipe"]), int(m["seed"]), f)
+        for f in root.glob("families-*")
+        if (m := SEED_FOLDER.fullmatch(f.name)) and m["recipe"] in FAMILY_FOLDERS
+    )
+    folders += [(folder, f"{FAMILY_FOLDERS[recipes[r]]}, seed {seed}") for r, seed, folder in seeds]
     for folder, kind in folders:
         runs += [(f"{run.name} {kind}", run) for run in sorted(folder.glob("*_*"))]
     return runs
