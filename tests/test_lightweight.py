@@ -34,6 +34,12 @@ def test_dsresnet_has_no_fully_connected_layer():
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
 
 
+def test_an_option_the_architecture_lacks_is_refused_not_ignored():
+    # A checkpoint's model_kwargs build the model: dsresnet has no dropout, so a dropout rate must not pass silently.
+    with pytest.raises(TypeError, match="dropout"):
+        create_model("dsresnet_xxs", num_classes=7, dropout=0.0)
+
+
 def _with_trained_statistics(model: torch.nn.Module) -> torch.nn.Module:
     """Batch-norm statistics and affine parameters away from their identity defaults, as after training."""
     generator = torch.Generator().manual_seed(0)

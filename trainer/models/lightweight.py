@@ -84,13 +84,13 @@ DSVGG5_WIDTHS: dict[str, tuple[int, ...]] = {
 
 def _register_dsresnet(name: str, widths: tuple[int, ...], stem: int) -> None:
     @register_model(name)
-    def dsresnet(num_classes: int = 7, **_: object) -> DSResNet:
+    def dsresnet(num_classes: int = 7) -> DSResNet:
         return DSResNet(widths, stem, num_classes)
 
 
 def _register_dsvgg(name: str, widths: tuple[int, ...]) -> None:
     @register_model(name)
-    def dsvgg(num_classes: int = 7, dropout: float = 0.3, **_: object) -> DSVGG:
+    def dsvgg(num_classes: int = 7, dropout: float = 0.3) -> DSVGG:
         return DSVGG(widths, num_classes, dropout)
 
 
