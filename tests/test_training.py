@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -29,9 +30,10 @@ def _states_equal(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_reproduces_an_uninterrupted_run(small_fer, tmp_path):
+@pytest.mark.parametrize("ema", [None, 0.9], ids=["plain", "weight-average"])
+def test_resume_reproduces_an_uninterrupted_run(small_fer, tmp_path, ema):
     splits = load_fer2013_folder(small_fer)
-    config = TrainConfig(arch="microexpnet_xxs", preprocess=STUDENT_SPEC, epochs=3, lr=1e-3, seed=3)
+    config = TrainConfig(arch="microexpnet_xxs", preprocess=STUDENT_SPEC, epochs=3, lr=1e-3, seed=3, ema=ema)
     fit(config, splits["train"], splits["val"], tmp_path / "straight", progress=False)
     interrupted = TrainConfig(**{**config.__dict__, "epochs": 1})
     fit(interrupted, splits["train"], splits["val"], tmp_path / "resumed", progress=False)
@@ -43,6 +45,26 @@ def test_resume_reproduces_an_uninterrupted_run(small_fer, tmp_path):
     assert _states_equal(a["model"], b["model"])
     assert a["state"]["history"][-1]["val_accuracy"] == b["state"]["history"][-1]["val_accuracy"]
     assert len(b["state"]["history"]) == 3
+    if ema is not None:
+        assert _states_equal(a["ema"], b["ema"]) and int(b["ema"]["n_averaged"]) == 3 * math.ceil(
+            len(splits["train"]) / 64
+        )
+
+
+def test_a_weight_averaged_run_validates_and_keeps_the_average_not_the_trained_weights(small_fer, tmp_path, capsys):
+    args = ["student", "--data", f"fer2013:{small_fer}", "--size", "XXS", "--family", "dsvgg", "--epochs", "1"]
+    assert main([*args, "--quiet", "--lr", "1e-2", "--ema", "0.5", "--run-dir", str(tmp_path / "run")]) == 0
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    best = ModelCheckpoint.load(tmp_path / "run" / "best.pt")
+    assert _states_equal(best.state_dict, averaged) and not _states_equal(best.state_dict, last["model"])
+    epoch = last["state"]["history"][0]
+    assert {"val_accuracy", "trained_val_accuracy"} <= epoch.keys()
+    _, draft = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "export")
+    assert draft.provenance.recipe.endswith(", weights averaged (EMA 0.5)")
+    with pytest.raises(SystemExit):
+        main([*args, "--ema", "1", "--run-dir", str(tmp_path / "bad")])
+    assert "an EMA decay is in (0, 1)" in capsys.readouterr().err
 
 
 def test_a_run_directory_refuses_another_configuration(small_fer, tmp_path):

@@ -55,6 +55,13 @@ def _dropout(value: str) -> float:
     return rate
 
 
+def _ema_decay(value: str) -> float:
+    decay = float(value)
+    if not 0.0 < decay < 1.0:
+        raise argparse.ArgumentTypeError(f"an EMA decay is in (0, 1), e.g. 0.999, not {value}")
+    return decay
+
+
 def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--run-dir", type=Path, required=True, help="where checkpoints, metrics and plots go")
@@ -67,6 +74,12 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
     group.add_argument("--patience", type=int, default=None, help="early stopping: epochs without val improvement")
     group.add_argument("--augment", choices=("paper", "strong"), default="paper", help="paper: 8 crops + flips")
     group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument(
+        "--ema",
+        type=_ema_decay,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (e.g. 0.999) and validate, save and export it",
+    )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     group.add_argument("--device", type=_device, default="cpu", help="where the model trains: cpu, cuda, cuda:N")
@@ -110,6 +123,7 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         label_smoothing=args.label_smoothing,
+        ema=args.ema,
         patience=args.patience,
         seed=args.seed,
         dataset=args.data,

@@ -30,6 +30,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Literal["constant", "cosine"] = "constant"
     label_smoothing: float = 0.0
+    ema: float | None = None  # decay of an exponential moving average of the weights, the model kept; None: no average
     patience: int | None = None  # early stopping on validation accuracy; None trains every epoch
     seed: int = 0
     channels_last: bool = False
@@ -50,6 +51,7 @@ class TrainConfig:
             f"{self.augment.describe()}"
             + (f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else "")
             + (f", dropout {self.model_kwargs['dropout']:g}" if "dropout" in self.model_kwargs else "")
+            + (f", weights averaged (EMA {self.ema:g})" if self.ema is not None else "")
         )
 
     @classmethod

@@ -60,6 +60,7 @@ FAMILY_FOLDERS = {
     "families-e60-ensemble": "kd from the ensemble, 60 epochs",
     "families-e60-ensemble-strong": "kd from the ensemble, strong augmentation, 60 epochs",
     "families-e60-ensemble-nodropout": "kd from the ensemble, no dropout, 60 epochs",
+    "families-e60-ensemble-nodropout-ema": "kd from the ensemble, no dropout, weight average, 60 epochs",
 }
 SEED_FOLDER = re.compile(r"(?P<recipe>families-[\w-]+)-seed(?P<seed>\d+)")  # a FAMILY_FOLDERS recipe on one more seed
 
