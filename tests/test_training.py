@@ -18,7 +18,7 @@ from trainer.config import STUDENT_SPEC, TrainConfig
 from trainer.crossval import make_folds
 from trainer.data import load_ckplus_folder, load_fer2013_folder
 from trainer.export import export_checkpoint
-from trainer.train import ResumeError, fit
+from trainer.train import ResumeError, _weight_average, fit
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,17 @@ def test_a_weight_averaged_run_validates_and_keeps_the_average_not_the_trained_w
     with pytest.raises(SystemExit):
         main([*args, "--ema", "1", "--run-dir", str(tmp_path / "bad")])
     assert "an EMA decay is in (0, 1)" in capsys.readouterr().err
+
+
+def test_the_weight_average_forgets_where_training_started_within_a_few_hundred_steps():
+    # Batch-norm variances fall ~100-fold in the first steps: an average still holding its start answers one class.
+    model = torch.nn.BatchNorm2d(4)
+    average = _weight_average(TrainConfig(arch="dsvgg_xxs", ema=0.9995), model)
+    average.update_parameters(model)  # the start: running_var 1
+    model.running_var.fill_(0.01)
+    for _ in range(200):
+        average.update_parameters(model)
+    assert torch.allclose(average.module.running_var, torch.full((4,), 0.01), rtol=1e-6)
 
 
 def test_a_run_directory_refuses_another_configuration(small_fer, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -72,10 +73,24 @@ def _init_from(model: nn.Module, path: Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
+def _warmed_up_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """An EMA whose decay after n steps is min(decay, (1 + n) / (10 + n)), as TensorFlow's and timm's warm-up.
+
+    With the fixed decay alone the average keeps decay^n of where it started: batch-norm variances fall ~100-fold in
+    the first steps, so at 0.9995 the start dominated the first layer's for ~25 epochs of FER2013 and the averaged
+    model answered one class throughout. With the warm-up the start weighs under 1e-10 after 100 steps."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, num_averaged)
+
+    return update
+
+
 def _weight_average(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
     if config.ema is None:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=_warmed_up_ema(config.ema), use_buffers=True)
 
 
 def _accuracy(model: nn.Module, grids: torch.Tensor, dataset: FaceDataset, spec: PreprocessSpec) -> float:
