@@ -18,7 +18,11 @@ def learning_curves(history: Sequence[dict], path: Path, title: str = "") -> Non
     loss_ax.plot(epochs, [h["train_loss"] for h in history])
     loss_ax.set(xlabel="epoch", ylabel="training loss")
     acc_ax.plot(epochs, [h["train_accuracy"] for h in history], label="train")
-    acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    averaged = bool(history) and "trained_val_accuracy" in history[0]  # a run that validates its weight average
+    val_label = "validation, weight average" if averaged else "validation"
+    acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label=val_label)
+    if averaged:
+        acc_ax.plot(epochs, [h["trained_val_accuracy"] for h in history], label="validation, trained weights")
     acc_ax.set(xlabel="epoch", ylabel="accuracy")
     acc_ax.legend()
     fig.suptitle(title)
