@@ -76,9 +76,10 @@ def _init_from(model: nn.Module, path: Path) -> None:
 def _warmed_up_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
     """An EMA whose decay after n steps is min(decay, (1 + n) / (10 + n)), as TensorFlow's and timm's warm-up.
 
-    With the fixed decay alone the average keeps decay^n of where it started: batch-norm variances fall ~100-fold in
-    the first steps, so at 0.9995 the start dominated the first layer's for ~25 epochs of FER2013 and the averaged
-    model answered one class throughout. With the warm-up the start weighs under 1e-10 after 100 steps."""
+    With the fixed decay alone the average keeps decay^n of where it started, and batch-norm variances fall ~100-fold
+    in the first steps: at 0.9995 on FER2013 (449 steps an epoch) the start still weighs 0.17 after 8 epochs, and the
+    averaged dsvgg5_xxs answered one class for all 8 epochs it was left to run. With the warm-up the start weighs
+    2e-12 after 100 steps."""
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = int(num_averaged)
