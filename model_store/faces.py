@@ -43,6 +43,10 @@ class DetectorModelError(ValueError):
 class Face:
     box: Box  # x, y, width, height in the original image's pixels
     score: float  # detector confidence; higher is surer (see each detector for its scale)
+    # Five (x, y) points in the original image's pixels, in YuNet's order: the eye on the image's left (the
+    # subject's right), the other eye, the nose tip, the mouth corner on the image's left, the other one.
+    # Empty for detectors that give none (Haar).
+    landmarks: tuple[tuple[float, float], ...] = ()
 
 
 class FaceDetector(Protocol):
@@ -194,5 +198,12 @@ class YuNetDetector:
             return []
         height, width = image.shape[:2]
         # Rows are x, y, w, h, five landmarks (x, y), score.
-        faces = [Face(to_original(row[:4], factor, width, height), float(row[-1])) for row in rows]
+        faces = [
+            Face(
+                to_original(row[:4], factor, width, height),
+                float(row[-1]),
+                tuple((float(x) / factor, float(y) / factor) for x, y in row[4:14].reshape(5, 2)),
+            )
+            for row in rows
+        ]
         return sorted(faces, key=lambda face: -face.score)
