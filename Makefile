@@ -15,9 +15,10 @@ $(BIN)/python:
 install-serve: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-# Tests also train and export small models, so they need the training and development extras.
+# Tests also train and export small models and try every face detector, so they need the training, development and
+# MTCNN extras.
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,dev,mtcnn]'
 
 serve: install-serve
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
