@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument("version", metavar="VERSION", type=int)
     rollback = command("rollback", _rollback, "serve the previously promoted version again", family)
     rollback.add_argument("size", metavar="SIZE")
-    command("verify", _verify, "check every version's files against its metadata")
+    command("verify", _verify, "check every version's files against its metadata, and the face detector's file")
     command("card", _card, "write MODEL_CARD.md for the served versions into the store")
     remove = command("remove", _remove, "delete a version that is not the served one", family)
     remove.add_argument("size", metavar="SIZE")
@@ -185,7 +185,7 @@ def _verify(args: argparse.Namespace) -> int:
     if problems:
         print(f"{len(problems)} problem(s) in {store.root}", file=sys.stderr)
         return 1
-    print(f"ok: {versions} version(s) of {len(store.models())} model(s) in {store.root}")
+    print(f"ok: {versions} version(s) of {len(store.models())} model(s) and the face detector in {store.root}")
     return 0
 
 

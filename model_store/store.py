@@ -6,6 +6,7 @@ Layout (see docs/model_store.md)::
     <root>/<family>_<size>/served              {"version": N, "history": [...]}; absent: the highest serves
     <root>/<family>_<size>/<N>/model.onnx      immutable version folders
     <root>/<family>_<size>/<N>/metadata.json
+    <root>/face_detection_yunet_2023mar.onnx   the service's default face detector (sha256 known to the code)
 
 Readers never lock: a version appears by one atomic rename of a fully written folder, and the pointer and
 config by ``os.replace``. Writers of one model serialise on an ``fcntl`` lock on ``<model>/.lock``.
@@ -31,6 +32,7 @@ import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_store import triton
+from model_store.faces import YUNET_FILE_NAME, yunet_model_problem
 from model_store.metadata import (
     DEFAULT_FAMILY,
     MODEL_NAME_PATTERN,
@@ -60,6 +62,13 @@ _ORT_DTYPES = {
     "tensor(uint8)": "uint8",
     "tensor(bool)": "bool",
 }
+
+
+def yunet_file(root: Path) -> Path:
+    """Where a store keeps the YuNet face detector: a plain file at its root, beside MODEL_CARD.md, because Triton
+    takes every folder of a model repository for a model and the listing refuses folders without versions, while both
+    pass over files."""
+    return Path(root) / YUNET_FILE_NAME
 
 
 class StoreError(Exception):
@@ -180,8 +189,11 @@ class ModelStore:
         return self._verified(name, self.served_version(name) if version is None else version)
 
     def verify(self) -> list[Problem]:
-        """Every problem in the store: pointers, configs, metadata and model files of every version."""
-        problems: list[Problem] = []
+        """Every problem in the store: pointers, configs, metadata and model files of every version, and the face
+        detector's file, which the service needs as much as the classifiers."""
+        detector = yunet_file(self.root)
+        detector_problem = yunet_model_problem(detector)
+        problems = [] if detector_problem is None else [Problem(detector, detector_problem)]
         for name in self.models():
             served: ModelMetadata | None = None
             try:

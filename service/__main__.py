@@ -42,8 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", help="model store folder (MICROEXP_STORE, default: the repository's models/)")
     parser.add_argument("--workers", type=int, help="worker processes (MICROEXP_WORKERS, default 1)")
     parser.add_argument("--default-size", help="size used when a request names none (MICROEXP_DEFAULT_SIZE)")
-    parser.add_argument("--detector", help="default face detector: haar or yunet (MICROEXP_DETECTOR)")
-    parser.add_argument("--yunet-model", help="face_detection_yunet_2023mar.onnx (MICROEXP_YUNET_MODEL)")
+    parser.add_argument("--detector", help="default face detector: yunet (default), haar or mtcnn (MICROEXP_DETECTOR)")
+    parser.add_argument(
+        "--yunet-model", help="face_detection_yunet_2023mar.onnx (MICROEXP_YUNET_MODEL, default: the store's copy)"
+    )
     parser.add_argument("--reload-interval", type=float, help="seconds between store checks (MICROEXP_RELOAD_INTERVAL)")
     parser.add_argument("--log-level", help="debug, info, warning or error (MICROEXP_LOG_LEVEL)")
     return parser.parse_args(argv)

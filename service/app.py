@@ -28,7 +28,7 @@ log = logging.getLogger("microexp.app")
 
 DESCRIPTION = """Facial-expression recognition with MicroExpNet students.
 
-Upload an image to `/v1/predict`: faces are found (Haar cascade or YuNet), cropped as in training and
+Upload an image to `/v1/predict`: faces are found (YuNet, the Haar cascade or MTCNN), cropped as in training and
 classified by the model size you pick. Errors have the shape `{"error": {"code", "message", "details"}}`.
 
 Clients of Triton or KServe can send preprocessed tensors to the Open Inference Protocol endpoints under
@@ -36,11 +36,12 @@ Clients of Triton or KServe can send preprocessed tensors to the Open Inference 
 """
 
 
-async def _poll_store(registry: ModelRegistry, interval: float) -> None:
+async def _poll_store(registry: ModelRegistry, detectors: Detectors, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(registry.reload)
+            await run_in_threadpool(detectors.refresh)
         except Exception:  # a failed check must not end polling; the next one retries
             log.exception("model store reload failed")
 
@@ -48,13 +49,14 @@ async def _poll_store(registry: ModelRegistry, interval: float) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry(settings.store, settings.family, settings.ort_threads)
+    detectors = Detectors(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(registry.reload)
         poller = None
         if settings.reload_interval > 0:
-            poller = asyncio.create_task(_poll_store(registry, settings.reload_interval))
+            poller = asyncio.create_task(_poll_store(registry, detectors, settings.reload_interval))
         yield
         if poller is not None:
             poller.cancel()
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.detectors = Detectors(settings)
+    app.state.detectors = detectors
     app.state.metrics = Metrics()
     install_error_handlers(app)
     for module in (predict, models, health, metrics_api, oip, page):

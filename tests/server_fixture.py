@@ -31,7 +31,7 @@ from model_store.store import ModelStore
 # Small limits so that the limit tests need no large uploads; every legitimate test image fits.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_PIXELS = 6_000_000
-# The astronaut's face in skimage.data.astronaut() (x, y, width, height), as both detectors find it.
+# The astronaut's face in skimage.data.astronaut() (x, y, width, height), as every detector finds it.
 ASTRONAUT_FACE = (178, 65, 92, 100)
 SIZES = ("M", "S", "XS", "XXS")
 
@@ -45,7 +45,7 @@ def free_port() -> int:
 class ServiceProcess:
     """``python -m service`` as a subprocess; its log (JSON lines) is kept in a file for the tests to read."""
 
-    def __init__(self, store: Path | None, log_path: Path, *, yunet: bool, env: dict[str, str] | None = None) -> None:
+    def __init__(self, store: Path | None, log_path: Path, *, env: dict[str, str] | None = None) -> None:
         """`store` None: the service's default, the repository's models/."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,8 +58,6 @@ class ServiceProcess:
         }
         args = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--reload-interval", "0.5"] + (["--store", str(store)] if store is not None else [])
-        if yunet:
-            args += ["--yunet-model", str(YUNET)]
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(args, cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -96,7 +94,8 @@ def yunet_available() -> bool:
 
 
 def detectors() -> list[str]:
-    return ["haar", "yunet"] if yunet_available() else ["haar"]
+    """Every detector, the default first: the store holds YuNet's file and the dev install has MTCNN's extra."""
+    return ["yunet", "haar", "mtcnn"]
 
 
 def need_yunet() -> Path:
@@ -119,7 +118,7 @@ def store_copy(model_store_root: Path, tmp_path: Path) -> ModelStore:
 
 @pytest.fixture(scope="session")
 def server(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("logs") / "service.log", yunet=yunet_available())
+    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("logs") / "service.log")
     try:
         service.wait_ready()
         yield service

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import add_detector
 
 from model_store.labels import ordered_subset
 from model_store.store import ModelStore
@@ -62,6 +63,7 @@ def publish_student(
 
 def make_store(root: Path, sizes: tuple[str, ...] = ("M", "S", "XS", "XXS"), seed: int = 0) -> ModelStore:
     store = ModelStore(root, create=True)
+    add_detector(root)
     for size in sizes:
         publish_student(store, size, seed)
     return store

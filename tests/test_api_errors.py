@@ -198,14 +198,6 @@ def test_missing_store_is_503_not_a_crash(tmp_path: Path) -> None:
         assert "absent" in error_of(local.get("/readyz"), 503, "not_ready")["message"]
 
 
-def test_yunet_unconfigured_is_a_clear_client_error(model_store_root: Path) -> None:
-    with TestClient(create_app(Settings(store=model_store_root, reload_interval=0))) as local:
-        response = local.post("/v1/predict?detector=yunet", content=b"x", headers={"content-type": "image/jpeg"})
-        error = error_of(response, 422, "detector_unavailable")
-        assert error["details"] == {"available": ["haar"]}
-        assert "MICROEXP_YUNET_MODEL" in error["message"]
-
-
 def test_jpeg_output_too_wide_asks_for_png(model_store_root: Path) -> None:
     wide = np.zeros((2, 70_000, 3), np.uint8)
     with TestClient(create_app(Settings(store=model_store_root, reload_interval=0))) as local:

@@ -25,9 +25,7 @@ PROBES = ["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/read
 
 
 def start(request: pytest.FixtureRequest, store: Path, log: Path, **env: str) -> ServiceProcess:
-    service = ServiceProcess(
-        store, log, yunet=False, env={f"MICROEXP_{key.upper()}": value for key, value in env.items()}
-    )
+    service = ServiceProcess(store, log, env={f"MICROEXP_{key.upper()}": value for key, value in env.items()})
     request.addfinalizer(service.stop)
     service.wait_ready()
     return service
@@ -113,7 +111,13 @@ def slow_worker(
 ) -> ServiceProcess:
     """One slot, one place in the queue, a short wait, and a Haar detector slow on large images."""
     log = tmp_path_factory.mktemp("slow-worker") / "service.log"
-    limits = {"max_concurrency": "1", "max_queue": "1", "request_timeout": "0.5", "haar_max_side": "4096"}
+    limits = {
+        "max_concurrency": "1",
+        "max_queue": "1",
+        "request_timeout": "0.5",
+        "detector": "haar",
+        "haar_max_side": "4096",
+    }
     return start(request, model_store_root, log, **limits)
 
 

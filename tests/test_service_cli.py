@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO
-from pydantic import ValidationError
-from server_fixture import SIZES, ServiceProcess, astronaut, encode, need_yunet
+from conftest import REPO, YUNET
+from server_fixture import SIZES, ServiceProcess, astronaut, encode
 
-from model_store.store import ModelStore
+from model_store.store import ModelStore, yunet_file
 from service.settings import DEFAULT_STORE, Settings
 
 pytest_plugins = ["server_fixture"]
@@ -31,7 +30,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
     assert settings.store == DEFAULT_STORE == REPO / "models"
-    assert settings.default_detector == "haar"
+    assert (settings.detector, settings.yunet_path) == ("yunet", YUNET)
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -43,14 +42,11 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert (settings.store, settings.default_size, settings.port, settings.ort_threads) == (tmp_path, "XXS", 9123, 2)
 
 
-def test_yunet_becomes_the_default_detector_when_configured() -> None:
-    assert Settings(yunet_model=need_yunet()).default_detector == "yunet"
-    assert Settings(yunet_model=need_yunet(), detector="haar").default_detector == "haar"
-
-
-def test_yunet_detector_without_its_model_is_refused() -> None:
-    with pytest.raises(ValidationError, match="MICROEXP_YUNET_MODEL"):
-        Settings(detector="yunet")
+def test_yunet_is_read_from_the_store_unless_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert Settings(store=tmp_path).yunet_path == yunet_file(tmp_path)
+    assert Settings(store=tmp_path, yunet_model=YUNET).yunet_path == YUNET
+    monkeypatch.setenv("MICROEXP_DETECTOR", "haar")
+    assert Settings().detector == "haar"
 
 
 def test_wrong_yunet_file_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:
@@ -75,7 +71,7 @@ def test_help_lists_the_flags() -> None:
 
 
 def test_several_workers_share_their_metrics(model_store_root: Path, tmp_path: Path) -> None:
-    service = ServiceProcess(model_store_root, tmp_path / "service.log", yunet=False, env={"MICROEXP_WORKERS": "2"})
+    service = ServiceProcess(model_store_root, tmp_path / "service.log", env={"MICROEXP_WORKERS": "2"})
     try:
         service.wait_ready()
         image = encode(astronaut())
@@ -93,16 +89,23 @@ def test_several_workers_share_their_metrics(model_store_root: Path, tmp_path: P
         service.stop()
 
 
-def test_service_never_imports_torch(model_store_root: Path) -> None:
-    # Serving must work where torch is not installed: make importing it fail, then build and use the app.
+def test_service_never_imports_torch_or_tensorflow(model_store_root: Path, tmp_path: Path) -> None:
+    # Serving must work where neither is installed (MTCNN included): make importing them fail, then build and use
+    # the app.
+    image = tmp_path / "astronaut.jpg"
+    image.write_bytes(encode(astronaut()))
     script = f"""
 import sys
-sys.modules["torch"] = None
+sys.modules.update(dict.fromkeys(["torch", "tensorflow"]))
 from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 with TestClient(create_app(Settings(store={str(model_store_root)!r}, reload_interval=0))) as client:
     assert client.get("/readyz").status_code == 200
+    for detector in ("yunet", "haar", "mtcnn"):
+        answer = client.post("/v1/predict", params={{"detector": detector}}, content=open({str(image)!r}, "rb").read(),
+                             headers={{"content-type": "image/jpeg"}})
+        assert answer.status_code == 200 and len(answer.json()["faces"]) == 1, answer.text
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -112,7 +115,8 @@ def test_shipped_models_serve_from_the_default_store(tmp_path: Path) -> None:
     shipped = REPO / "models"
     if not (shipped.is_dir() and ModelStore(shipped).models()):
         pytest.skip(f"no models shipped in {shipped} yet")
-    service = ServiceProcess(None, tmp_path / "service.log", yunet=False)
+    # No store, detector or YuNet setting, as `make serve` in a fresh clone.
+    service = ServiceProcess(None, tmp_path / "service.log")
     try:
         service.wait_ready()
         image = encode(astronaut())
@@ -120,6 +124,7 @@ def test_shipped_models_serve_from_the_default_store(tmp_path: Path) -> None:
             response = httpx.post(
                 f"{service.url}/v1/predict?model={size}", content=image, headers={"content-type": "image/jpeg"}
             )
+            assert response.json()["detector"] == "yunet"
             (face,) = response.json()["faces"]
             if size == "M":
                 assert face["expression"] == "happiness"  # the astronaut smiles broadly

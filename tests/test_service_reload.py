@@ -31,7 +31,7 @@ def predict(http: httpx.Client | TestClient, **params: object) -> httpx.Response
 
 
 def test_version_published_while_running_is_served_next(store_copy: ModelStore, tmp_path: Path) -> None:
-    service = ServiceProcess(store_copy.root, tmp_path / "service.log", yunet=False)
+    service = ServiceProcess(store_copy.root, tmp_path / "service.log")
     try:
         service.wait_ready()
         stop = threading.Event()

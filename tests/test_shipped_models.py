@@ -11,7 +11,7 @@ from conftest import REPO
 
 from model_store.metadata import SIZES, split_model_name
 from model_store.preprocess import face_input, to_tensor
-from model_store.store import ModelStore
+from model_store.store import ModelStore, yunet_file
 from trainer.models import count_parameters, create_model
 from trainer.models.fusion import fold_batchnorm
 
@@ -28,6 +28,14 @@ def _resolve(name: str):
 def test_store_verifies_and_holds_every_size_of_microexpnet():
     assert STORE.verify() == []
     assert {f"microexpnet_{s.lower()}" for s in SIZES} <= set(MODELS)
+
+
+def test_the_face_detector_ships_with_its_licence_as_files_no_reader_takes_for_a_model():
+    detector = yunet_file(STORE.root)
+    assert "MIT License" in detector.with_suffix(".LICENSE").read_text()
+    # Triton loads every folder of a model repository as a model and passes over its files; verify (above) checked
+    # the detector's sha256.
+    assert sorted(path.name for path in STORE.root.iterdir() if path.is_dir()) == MODELS
 
 
 @pytest.mark.parametrize("name", MODELS)

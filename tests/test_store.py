@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import add_detector
 from onnx_fixtures import SEVEN_LABELS, publish_tiny, tiny_classifier, tiny_draft
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from model_store.store import (
     StoreError,
     UnknownModelError,
     UnknownVersionError,
+    yunet_file,
 )
 
 NAME = "microexpnet_xxs"
@@ -32,7 +34,9 @@ NAME = "microexpnet_xxs"
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models", create=True)
+    store = ModelStore(tmp_path / "models", create=True)
+    add_detector(store.root)
+    return store
 
 
 @pytest.fixture
@@ -283,11 +287,12 @@ def test_a_path_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
         ModelStore(tmp_path / "project")
 
 
-def test_an_empty_directory_is_an_empty_store(tmp_path: Path) -> None:
+def test_an_empty_directory_is_an_empty_store_without_its_face_detector(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
 
     assert store.models() == []
-    assert store.verify() == []
+    (problem,) = store.verify()
+    assert problem.path == yunet_file(tmp_path) and "not found" in problem.message
     with pytest.raises(UnknownModelError):
         store.resolve("XXS")
 
@@ -379,3 +384,21 @@ def test_model_card_states_the_training_recipe_where_the_metadata_has_one(tmp_pa
     publish_tiny(store, tmp_path / "work", size="M")  # no recipe: no line for it
     card = model_card(store)
     assert card.count("- recipe: ") == 1 and f"- recipe: {recipe}" in card
+
+
+@pytest.mark.parametrize("damage", ["deleted", "flipped byte", "a folder"])
+def test_verify_names_a_missing_or_corrupted_face_detector(store: ModelStore, damage: str) -> None:
+    detector = yunet_file(store.root)
+    content = bytearray(detector.read_bytes())
+    detector.unlink()
+    if damage == "flipped byte":
+        content[len(content) // 2] ^= 0xFF
+        detector.write_bytes(bytes(content))
+    elif damage == "a folder":
+        detector.mkdir()
+
+    (problem,) = store.verify()
+
+    assert problem.path == detector
+    assert {"deleted": "not found", "flipped byte": "sha256", "a folder": "unreadable"}[damage] in problem.message
+    assert "models/" in problem.message  # where to get the right file

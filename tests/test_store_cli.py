@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import add_detector
 from onnx_fixtures import publish_tiny, tiny_classifier, tiny_draft
 
 from model_store.cli import main
@@ -19,6 +20,7 @@ NAME = "microexpnet_xxs"
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
     store = ModelStore(tmp_path / "models", create=True)
+    add_detector(store.root)
     for seed in range(2):
         publish_tiny(store, tmp_path / "work", seed=seed)
     return store
@@ -51,8 +53,12 @@ def test_publish_onnx_then_list_show_and_verify(tmp_path: Path, capsys: pytest.C
     assert run(root, "show", "S") == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["name"], shown["version"], shown["labels"]) == ("microexpnet_s", 1, tiny_draft().labels)
+    # A new store lacks the face detector the service needs until it is copied in.
+    assert run(root, "verify") == 1
+    assert "face_detection_yunet_2023mar.onnx: not found" in capsys.readouterr().out
+    add_detector(root)
     assert run(root, "verify") == 0
-    assert capsys.readouterr().out.startswith("ok: 1 version(s) of 1 model(s)")
+    assert capsys.readouterr().out.startswith("ok: 1 version(s) of 1 model(s) and the face detector")
 
 
 def test_another_stores_metadata_json_republishes(

@@ -6,6 +6,7 @@ import multiprocessing
 import multiprocessing.synchronize
 from pathlib import Path
 
+from conftest import add_detector
 from onnx_fixtures import publish_tiny
 
 from model_store import triton
@@ -46,7 +47,7 @@ def _read_until_stopped(root: str, stop: multiprocessing.synchronize.Event, resu
 
 def test_concurrent_publishers_get_distinct_complete_versions(tmp_path: Path) -> None:
     root = tmp_path / "models"
-    ModelStore(root, create=True)
+    add_detector(ModelStore(root, create=True).root)
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(PUBLISHERS)
     stop = context.Event()

@@ -87,7 +87,7 @@ async def chosen_detector(
         bool, Query(description="find faces first; false: the whole image is one (already cropped) face")
     ] = True,
     detector: Annotated[
-        DetectorName | None, Query(description="face detector; default: the server's (yunet when configured)")
+        DetectorName | None, Query(description="face detector: yunet, haar or mtcnn; default: the server's")
     ] = None,
 ) -> FaceDetector | None:
     return available.get(detector) if detect else None

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import registry, settings
+from service.api.deps import detectors, registry, settings
+from service.detect import Detectors
 from service.errors import ApiError, ErrorCode, responses
 from service.registry import Catalog, ModelRegistry
 from service.schemas import HealthResponse, ReadyResponse, ReloadResponse, refused_versions
@@ -41,10 +42,16 @@ def ready_catalog(config: Settings, models: ModelRegistry) -> Catalog:
     responses=responses(503),
 )
 async def readyz(
-    config: Annotated[Settings, Depends(settings)], models: Annotated[ModelRegistry, Depends(registry)]
+    config: Annotated[Settings, Depends(settings)],
+    models: Annotated[ModelRegistry, Depends(registry)],
+    available: Annotated[Detectors, Depends(detectors)],
 ) -> ReadyResponse:
-    """Ready when the default size is served: requests that name no size would fail otherwise."""
+    """Ready when the default size and the default detector are served: requests that name neither would fail
+    otherwise."""
     catalog = ready_catalog(config, models)
+    problem = available.default_problem()
+    if problem is not None:
+        raise ApiError(503, ErrorCode.NOT_READY, f"the default detector {available.default} is unavailable: {problem}")
     return ReadyResponse(served=dict(catalog.served), defaults=dict(catalog.defaults))
 
 
@@ -54,8 +61,11 @@ async def readyz(
     response_model=ReloadResponse,
     responses=responses(503),
 )
-async def reload(models: Annotated[ModelRegistry, Depends(registry)]) -> ReloadResponse:
+async def reload(
+    models: Annotated[ModelRegistry, Depends(registry)], available: Annotated[Detectors, Depends(detectors)]
+) -> ReloadResponse:
     changed = await run_in_threadpool(models.reload)
+    changed = await run_in_threadpool(available.refresh) or changed
     catalog = models.catalog
     return ReloadResponse(
         changed=changed,
