@@ -4,15 +4,21 @@ A face goes through the same steps in training and in serving, so a model sees a
 when it was trained:
 
 1. grayscale (``to_gray``),
-2. square crop around the detected face box with a margin (``crop_face``); training sets that are already
-   cropped faces (FER2013, CK+48) skip this step,
+2. square crop around the detected face box with a margin (``crop_face``), turned so that the eyes are level
+   when the detector gave landmarks and alignment is asked for; training sets that are already cropped faces
+   (FER2013, CK+48) skip this step,
 3. resize to the training data's native resolution (``native_size``, e.g. 48 px for FER2013) so that a sharp
    high-resolution face gets the same blur as the training images, then to ``resize_size``,
-4. centre crop to ``input_size`` (training takes the paper's eight corner/side crops of the same grid),
+4. centre crop to ``input_size`` (training takes the paper's eight corner/side crops of the same grid; test-time
+   views, ``face_views``, average the centre crop's or all eight crops' predictions with their mirrors'),
 5. scale to float32 ``(pixel * scale - mean) / std`` in NCHW layout.
 """
 
 from __future__ import annotations
+
+import math
+from enum import IntEnum
+from typing import Any, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -43,6 +49,16 @@ class PreprocessSpec(BaseModel):
 
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
+# (x, y) points in image pixels, in YuNet's order: the two eyes (image-left first), nose tip, two mouth corners.
+Landmarks = tuple[tuple[float, float], ...]
+
+
+class Sliceable(Protocol):
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+
+# A numpy array or a torch tensor: the crops below only slice, so the trainer's tensors share them.
+Grids = TypeVar("Grids", bound=Sliceable)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -62,22 +78,76 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {image.shape}")
 
 
-def square_box(box: Box, margin: float, width: int, height: int) -> Box:
-    """The square around `box`, grown by `margin` on each side and clipped to the image."""
+def square_edges(box: Box, margin: float) -> tuple[int, int, int, int]:
+    """Left, top, right and bottom edges of the square around `box` grown by `margin` on each side, unclipped."""
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = round(max(0.0, cx - side / 2.0))
-    y0 = round(max(0.0, cy - side / 2.0))
-    x1 = round(min(float(width), cx + side / 2.0))
-    y1 = round(min(float(height), cy + side / 2.0))
+    return round(cx - side / 2.0), round(cy - side / 2.0), round(cx + side / 2.0), round(cy + side / 2.0)
+
+
+def square_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """The square around `box`, grown by `margin` on each side and clipped to the image."""
+    x0, y0, x1, y1 = square_edges(box, margin)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
     return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
-def crop_face(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
-    """The face region of a grayscale image (a view, no copy)."""
-    x, y, w, h = square_box(box, margin, gray.shape[1], gray.shape[0])
-    return gray[y : y + h, x : x + w]
+def crop_face(image: np.ndarray, box: Box, margin: float, landmarks: Landmarks = ()) -> np.ndarray:
+    """The face region of an image: a view of the square around `box` (``square_box``), or with `landmarks`, the
+    same square turned so that the eyes are level (``align_face``)."""
+    if eye_angle(landmarks) is not None:
+        return align_face(image, box, margin, landmarks)
+    x, y, w, h = square_box(box, margin, image.shape[1], image.shape[0])
+    return image[y : y + h, x : x + w]
+
+
+def eye_angle(landmarks: Landmarks) -> float | None:
+    """Radians from the image-left eye to the other (0: level, positive: the other eye lower); None without two
+    usable eye points."""
+    if len(landmarks) < 2:
+        return None
+    (x0, y0), (x1, y1) = landmarks[0], landmarks[1]
+    if not all(math.isfinite(value) for value in (x0, y0, x1, y1)) or (x0, y0) == (x1, y1):
+        return None
+    return math.atan2(y1 - y0, x1 - x0)
+
+
+def align_face(image: np.ndarray, box: Box, margin: float, landmarks: Landmarks) -> np.ndarray:
+    """The square ``square_box`` crops (before clipping to the image), turned about its centre by the eyes' angle,
+    as a new image.
+
+    Turning the image about the eyes' midpoint to level them and then cropping the box's square around where the
+    box's centre went is the same as cropping a square turned about the box's centre, which this warps directly.
+    Parts outside the image repeat its edge, as the trainer's rotation augmentation does.
+    """
+    angle = eye_angle(landmarks)
+    if angle is None:
+        raise ValueError("aligning needs two distinct, finite eye points")
+    left, top, right, bottom = square_edges(box, margin)
+    out_width, out_height = max(1, right - left), max(1, bottom - top)
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Output pixel (u, v) samples the image at centre + R(angle) (u - half_width, v - half_height), pixel centres
+    # being at integer coordinates; at angle 0 that is pixel (left + u, top + v), the unaligned crop's.
+    half_width, half_height = (out_width - 1) / 2.0, (out_height - 1) / 2.0
+    cx, cy = left + half_width, top + half_height
+    # Warp from only the part of the image the turned square covers, so the cost follows the face, not the photo.
+    reach = max(half_width, half_height) * (abs(cos) + abs(sin)) + 2.0
+    height, width = image.shape[:2]
+    x0 = min(max(0, math.floor(cx - reach)), width - 1)
+    y0 = min(max(0, math.floor(cy - reach)), height - 1)
+    x1 = max(min(width, math.ceil(cx + reach) + 1), x0 + 1)
+    y1 = max(min(height, math.ceil(cy + reach) + 1), y0 + 1)
+    to_source = np.array(
+        [
+            [cos, -sin, cx - x0 - half_width * cos + half_height * sin],
+            [sin, cos, cy - y0 - half_width * sin - half_height * cos],
+        ]
+    )
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(
+        image[y0:y1, x0:x1], to_source, (out_width, out_height), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -108,11 +178,38 @@ def centre_offset(spec: PreprocessSpec) -> tuple[int, int]:
     return mid, mid
 
 
+def centre_crop(grids: Grids, spec: PreprocessSpec) -> Grids:
+    """The input_size centre crop of one grid [R, R] or of a batch [..., R, R]."""
+    top, left = centre_offset(spec)
+    return grids[..., top : top + spec.input_size, left : left + spec.input_size]
+
+
+def eight_crops(grids: Grids, spec: PreprocessSpec) -> list[Grids]:
+    """The paper's eight input_size crops (``crop_offsets`` order) of one grid [R, R] or of a batch [..., R, R]."""
+    size = spec.input_size
+    return [grids[..., top : top + size, left : left + size] for top, left in crop_offsets(spec)]
+
+
 def face_input(gray_face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """One grayscale face as the uint8 input_size x input_size centre crop the model classifies."""
+    return centre_crop(to_grid(gray_face, spec), spec)
+
+
+class ViewCount(IntEnum):
+    """Test-time views of one face, whose predictions are averaged."""
+
+    CENTRE = 1
+    CENTRE_AND_MIRROR = 2
+    EIGHT_AND_MIRRORS = 16  # the paper's eight crops and their mirror images
+
+
+def face_views(gray_face: np.ndarray, spec: PreprocessSpec, views: ViewCount) -> np.ndarray:
+    """One grayscale face as `views` uint8 input_size x input_size crops [views, S, S], mirrors last."""
     grid = to_grid(gray_face, spec)
-    top, left = centre_offset(spec)
-    return grid[top : top + spec.input_size, left : left + spec.input_size]
+    crops = [centre_crop(grid, spec)] if views < ViewCount.EIGHT_AND_MIRRORS else eight_crops(grid, spec)
+    if views > ViewCount.CENTRE:
+        crops += [crop[:, ::-1] for crop in crops]
+    return np.stack(crops)
 
 
 def to_tensor(faces: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

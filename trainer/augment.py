@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from model_store.preprocess import PreprocessSpec, centre_offset, crop_offsets
+from model_store.preprocess import PreprocessSpec, centre_crop, crop_offsets
 
 
 @dataclass(frozen=True)
@@ -63,16 +63,6 @@ def _crop(grids: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: in
     return grids[batch, rows[:, :, None], cols[:, None, :]]
 
 
-def centre_views(grids: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    top, left = centre_offset(spec)
-    return grids[:, top : top + spec.input_size, left : left + spec.input_size]
-
-
-def eight_views(grids: torch.Tensor, spec: PreprocessSpec) -> list[torch.Tensor]:
-    size = spec.input_size
-    return [grids[:, top : top + size, left : left + size] for top, left in crop_offsets(spec)]
-
-
 def scale(views: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     """uint8 [N, H, W] → model input float32 [N, 1, H, W], as ``model_store.preprocess.to_tensor``."""
     return ((views.float() * spec.scale - spec.mean) / spec.std).unsqueeze(1)
@@ -92,7 +82,7 @@ def augment_batch(
         lefts = torch.randint(far + 1, (n,), generator=generator)
         views = _crop(grids, tops, lefts, size)
     else:
-        views = centre_views(grids, spec)
+        views = centre_crop(grids, spec)
     flipped = torch.rand(n, generator=generator) < 0.5 if config.flip else torch.zeros(n, dtype=torch.bool)
     views = torch.where(flipped[:, None, None], views.flip(-1), views)
     x = views.float().unsqueeze(1) / 255.0

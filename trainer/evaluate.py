@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_store.preprocess import PreprocessSpec, to_grid
-from trainer.augment import centre_views, eight_views, scale
+from model_store.preprocess import PreprocessSpec, centre_crop, eight_crops, to_grid
+from trainer.augment import scale
 from trainer.data import FaceDataset
 
 Views = Literal["centre", "eight"]
@@ -39,7 +39,7 @@ def predict_logits(
     out = []
     for start in range(0, len(grids), batch_size):
         chunk = grids[start : start + batch_size]
-        crops = [centre_views(chunk, spec)] if views == "centre" else eight_views(chunk, spec)
+        crops = [centre_crop(chunk, spec)] if views == "centre" else eight_crops(chunk, spec)
         if flip:
             crops = crops + [c.flip(-1) for c in crops]
         out.append(torch.stack([model(scale(c.contiguous(), spec).to(device)) for c in crops]).mean(0).cpu())
