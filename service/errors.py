@@ -113,9 +113,17 @@ async def _api_error(request: Request, error: ApiError) -> JSONResponse:
     return error_response(error, request.url.path)
 
 
+def _field_message(item: dict[str, Any]) -> str:
+    # pydantic names the valid values of an enum or a literal but not the words a boolean takes.
+    if item["type"] == "bool_parsing":
+        return "Input should be a boolean: true or false (also 1/0, yes/no, on/off)"
+    return item["msg"]
+
+
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     fields = [
-        {"location": ".".join(str(part) for part in item["loc"]), "message": item["msg"]} for item in error.errors()
+        {"location": ".".join(str(part) for part in item["loc"]), "message": _field_message(item)}
+        for item in error.errors()
     ]
     summary = "; ".join(f"{field['location']}: {field['message']}" for field in fields)
     # The Open Inference Protocol answers every malformed request with 400.

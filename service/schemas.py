@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, computed_field
 
 from model_store.metadata import ModelMetadata, Size
+from model_store.preprocess import ViewCount
 from service.registry import Refusal
 
 
@@ -25,7 +26,12 @@ class FacePrediction(BaseModel):
     )
     expression: str = Field(description="the most probable label")
     probability: float = Field(ge=0, le=1, description="probability of `expression`")
-    probabilities: dict[str, float] = Field(description="every label the model predicts, in its output order")
+    probabilities: dict[str, float] = Field(
+        description="every label the model predicts, in its output order; the mean over the views"
+    )
+    aligned: bool = Field(
+        description="turned so that the eyes are level before cropping (align=true, detector with landmarks)"
+    )
 
 
 class ModelUsed(BaseModel):
@@ -58,6 +64,9 @@ class PredictResponse(BaseModel):
     request_id: str
     model: ModelUsed
     detector: str | None = Field(description="face detector used; null with detect=false")
+    views: ViewCount = Field(
+        description="test-time views averaged per face: 1 centre crop, 2 + its mirror, 16 eight crops + mirrors"
+    )
     image: ImageInfo
     no_face: bool = Field(description="true when no face was found (faces is then empty)")
     faces: list[FacePrediction] = Field(description="most confident detection first")

@@ -5,17 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
 from model_store.metadata import Size, check_family, parse_size
-from model_store.store import yunet_file
+from model_store.preprocess import ViewCount
 
 # The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
 DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
 
-DetectorName = Literal["yunet", "haar", "mtcnn"]
+DetectorName = Literal["haar", "yunet"]
+
+# Alignment and test-time views cost preprocessing and inference per face; these defaults stay at the cheapest
+# until end-to-end measurements on photographs (docs/results.md) show what each size gains for the cost.
+ALIGN = False
+VIEWS_BY_SIZE: dict[Size, ViewCount] = {
+    "M": ViewCount.CENTRE,
+    "S": ViewCount.CENTRE,
+    "XS": ViewCount.CENTRE,
+    "XXS": ViewCount.CENTRE,
+}
 
 
 class Settings(BaseSettings):
@@ -28,15 +38,23 @@ class Settings(BaseSettings):
         "served version has the best validation accuracy",
     )
     default_size: Size = Field("M", description="size used when a request names none")
-    detector: DetectorName = Field("yunet", description="default face detector")
-    yunet_model: Path | None = Field(
-        None, description="face_detection_yunet_2023mar.onnx (sha256 checked); unset: the store's own copy"
+    detector: DetectorName | None = Field(
+        None, description="default face detector; unset: yunet when yunet_model is set, else haar"
     )
+    yunet_model: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx (sha256 checked)")
     haar_max_side: int = Field(640, ge=64, le=4096, description="Haar works on a copy this long at most")
     yunet_max_side: int = Field(320, ge=64, le=4096, description="YuNet works on a copy this long at most")
     yunet_score_threshold: float = Field(0.6, gt=0, lt=1)
-    mtcnn_max_side: int = Field(320, ge=64, le=4096, description="MTCNN works on a copy this long at most")
     max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
+    align: bool = Field(
+        ALIGN, description="turn each face so its eyes are level before cropping (detectors with landmarks: yunet)"
+    )
+    views: ViewCount | None = Field(
+        None, description="test-time views per face (1, 2 or 16) for every size; unset: views_by_size"
+    )
+    views_by_size: dict[Size, ViewCount] = Field(
+        VIEWS_BY_SIZE, description="test-time views per face by model size; sizes a value leaves out keep the default"
+    )
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body accepted")
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) decoded")
     max_concurrency: int = Field(8, ge=1, description="requests handled at once per worker (probes not counted)")
@@ -61,13 +79,31 @@ class Settings(BaseSettings):
     def _family(cls, value: str | None) -> str | None:
         return None if value is None else check_family(value)
 
+    @field_validator("views_by_size", mode="before")
+    @classmethod
+    def _views_by_size(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        return {**VIEWS_BY_SIZE, **{parse_size(str(size)): views for size, views in value.items()}}
+
+    def views_for(self, size: Size) -> ViewCount:
+        """Test-time views for a request to a model of `size` that names none."""
+        return self.views if self.views is not None else self.views_by_size[size]
+
     @field_validator("yunet_model")
     @classmethod
     def _yunet(cls, path: Path | None) -> Path | None:
-        # A file named by hand is checked here, so that a wrong one stops the server at start with a clear message;
-        # the store's own copy is checked like its classifiers, whenever the store is (service/detect.py).
+        # Checked here so that a wrong file stops the server at start with a clear message.
         return None if path is None else verify_yunet_model(path)
 
+    @model_validator(mode="after")
+    def _detector_available(self) -> Settings:
+        if self.detector == "yunet" and self.yunet_model is None:
+            raise ValueError("detector 'yunet' needs MICROEXP_YUNET_MODEL (face_detection_yunet_2023mar.onnx)")
+        return self
+
     @property
-    def yunet_path(self) -> Path:
-        return yunet_file(self.store) if self.yunet_model is None else self.yunet_model
+    def default_detector(self) -> DetectorName:
+        if self.detector is not None:
+            return self.detector
+        return "yunet" if self.yunet_model is not None else "haar"

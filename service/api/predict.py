@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from model_store.faces import FaceDetector
+from model_store.preprocess import ViewCount
 from service.annotate import MEDIA_TYPES, ImageFormat, annotate
 from service.api.deps import chosen_detector, chosen_model, settings
 from service.errors import responses
@@ -31,13 +32,37 @@ async def analysed(
     max_faces: Annotated[
         int | None, Query(ge=1, description="classify at most this many faces, most confident first")
     ] = None,
+    align: Annotated[
+        bool | None,
+        Query(
+            description="turn each face so that its eyes are level before cropping (needs a detector that gives "
+            "landmarks: yunet; haar's faces stay as they are); default: the server's"
+        ),
+    ] = None,
+    views: Annotated[
+        ViewCount | None,
+        Query(
+            description="test-time views per face, their probabilities averaged: 1 the centre crop, 2 it and its "
+            "mirror, 16 the eight corner and side crops and their mirrors; default: the server's for the model's size"
+        ),
+    ] = None,
 ) -> Analysis:
     limit = min(max_faces or config.max_faces, config.max_faces)
     # CPU-bound (OpenCV and onnxruntime release the GIL), so off the event loop.
-    analysis = await run_in_threadpool(analyse, upload.data, model, detector, limit, config.max_pixels)
+    analysis = await run_in_threadpool(
+        analyse,
+        upload.data,
+        model,
+        detector,
+        limit,
+        config.max_pixels,
+        align=config.align if align is None else align,
+        views=config.views_for(model.metadata.size) if views is None else views,
+    )
     request.state.log_fields = {
         **request.state.log_fields,
         "detector": analysis.detector,
+        "views": int(analysis.views),
         "faces": len(analysis.faces),
         "image": f"{analysis.image.format} {analysis.image.bgr.shape[1]}x{analysis.image.bgr.shape[0]}",
     }
@@ -57,6 +82,7 @@ def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
                 expression=metadata.labels[best],
                 probability=float(face.probabilities[best]),
                 probabilities=dict(zip(metadata.labels, face.probabilities.tolist(), strict=True)),
+                aligned=face.aligned,
             )
         )
     height, width = analysis.image.bgr.shape[:2]
@@ -70,6 +96,7 @@ def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
             labels=metadata.labels,
         ),
         detector=analysis.detector,
+        views=analysis.views,
         image=ImageInfo(format=analysis.image.format, width=width, height=height),
         no_face=not faces,
         faces=faces,
