@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
 from model_store.metadata import Size, check_family, parse_size
 from model_store.preprocess import ViewCount
+from model_store.store import yunet_file
 
 # The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
 DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
 
-DetectorName = Literal["haar", "yunet"]
+DetectorName = Literal["yunet", "haar", "mtcnn"]
 
 # Alignment and test-time views cost preprocessing and inference per face; these defaults stay at the cheapest
 # until end-to-end measurements on photographs (docs/results.md) show what each size gains for the cost.
@@ -38,13 +39,14 @@ class Settings(BaseSettings):
         "served version has the best validation accuracy",
     )
     default_size: Size = Field("M", description="size used when a request names none")
-    detector: DetectorName | None = Field(
-        None, description="default face detector; unset: yunet when yunet_model is set, else haar"
+    detector: DetectorName = Field("yunet", description="default face detector")
+    yunet_model: Path | None = Field(
+        None, description="face_detection_yunet_2023mar.onnx (sha256 checked); unset: the store's own copy"
     )
-    yunet_model: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx (sha256 checked)")
     haar_max_side: int = Field(640, ge=64, le=4096, description="Haar works on a copy this long at most")
     yunet_max_side: int = Field(320, ge=64, le=4096, description="YuNet works on a copy this long at most")
     yunet_score_threshold: float = Field(0.6, gt=0, lt=1)
+    mtcnn_max_side: int = Field(320, ge=64, le=4096, description="MTCNN works on a copy this long at most")
     max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
     align: bool = Field(
         ALIGN, description="turn each face so its eyes are level before cropping (detectors with landmarks: yunet)"
@@ -93,17 +95,10 @@ class Settings(BaseSettings):
     @field_validator("yunet_model")
     @classmethod
     def _yunet(cls, path: Path | None) -> Path | None:
-        # Checked here so that a wrong file stops the server at start with a clear message.
+        # A file named by hand is checked here, so that a wrong one stops the server at start with a clear message;
+        # the store's own copy is checked like its classifiers, whenever the store is (service/detect.py).
         return None if path is None else verify_yunet_model(path)
 
-    @model_validator(mode="after")
-    def _detector_available(self) -> Settings:
-        if self.detector == "yunet" and self.yunet_model is None:
-            raise ValueError("detector 'yunet' needs MICROEXP_YUNET_MODEL (face_detection_yunet_2023mar.onnx)")
-        return self
-
     @property
-    def default_detector(self) -> DetectorName:
-        if self.detector is not None:
-            return self.detector
-        return "yunet" if self.yunet_model is not None else "haar"
+    def yunet_path(self) -> Path:
+        return yunet_file(self.store) if self.yunet_model is None else self.yunet_model

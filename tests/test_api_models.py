@@ -19,7 +19,7 @@ def test_models_lists_every_size_with_its_metadata(client: httpx.Client, model_s
     body = client.get("/v1/models").json()
     assert body["default_size"] == "M"
     assert body["detectors"] == detectors()
-    assert body["default_detector"] == ("yunet" if "yunet" in detectors() else "haar")
+    assert body["default_detector"] == "yunet"
     assert body["refused"] == []
     assert body["families"] == ["microexpnet"]
     assert [entry["size"] for entry in body["models"]] == list(SIZES)
