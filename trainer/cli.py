@@ -18,7 +18,9 @@ from trainer.checkpoint import CheckpointError, ModelCheckpoint
 from trainer.config import DROPOUT_FAMILIES, STUDENT_INPUT_SIZES, KDConfig, TrainConfig, spec_for
 from trainer.data import DatasetError, FaceDataset, open_dataset
 from trainer.experiments import cross_validate, sweep_temperatures, train_run
+from trainer.label_targets import LABEL_MODES
 from trainer.models.microexpnet import POOLINGS, SIZES
+from trainer.recipe import RecipeError, load_recipe, recipe_names
 from trainer.train import ResumeError
 
 TEMPERATURES = (2.0, 4.0, 8.0, 16.0, 20.0, 32.0, 64.0)
@@ -32,7 +34,8 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="KIND:PATH with KIND fer2013 (folder of train/val/test), fer2013-csv, ckplus (<class>/S*_*_*.png), "
+        help="KIND:PATH with KIND fer2013 (folder of train/val/test), fer2013-csv, ferplus (FER2013Train|Valid|Test "
+        "with label.csv), ferplus-fer2013 (FER+ pixels, FER2013's labels), ckplus (<class>/S*_*_*.png), "
         "ckplus-original (cohn-kanade-images + Emotion) or folder (<class>/<image>)",
     )
     parser.add_argument("--subject-pattern", help="regex whose first group is the subject id in a file name")
@@ -75,12 +78,25 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
     group.add_argument("--augment", choices=("paper", "strong"), default="paper", help="paper: 8 crops + flips")
     group.add_argument("--label-smoothing", type=float, default=0.0)
     group.add_argument(
+        "--label-mode",
+        choices=LABEL_MODES,
+        default="majority",
+        help="FER+ protocol: majority label, probability (a label drawn from the votes), crossentropy (the vote "
+        "distribution as target) or multilabel; the last three need a ferplus dataset",
+    )
+    group.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from these weights: a checkpoint, or a published model's folder (models/<name>/<version>)",
+    )
+    group.add_argument(
         "--ema",
         type=_ema_decay,
         metavar="DECAY",
         help="keep an exponential moving average of the weights (e.g. 0.999) and validate, save and export it",
     )
     group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--recipe", default="", help="the recipe this run comes from (set by `trainer run`)")
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     group.add_argument("--device", type=_device, default="cpu", help="where the model trains: cpu, cuda, cuda:N")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,10 +139,13 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         label_smoothing=args.label_smoothing,
+        label_mode=args.label_mode,
+        init_from=str(args.init_from) if args.init_from else None,
         ema=args.ema,
         patience=args.patience,
         seed=args.seed,
         dataset=args.data,
+        recipe=args.recipe,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -288,6 +307,24 @@ def cmd_import_official(args: argparse.Namespace) -> None:
     _print({"checkpoint": str(args.out)})
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    recipe = load_recipe(args.recipe_name)
+    argv = recipe.argv(args.seed, args.device)
+    run_dir = Path(argv[argv.index("--run-dir") + 1])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.json").write_text(recipe.run_record(args.seed, args.device))
+    recipe_args = build_parser().parse_args(argv)
+    if getattr(recipe_args, "threads", None):
+        torch.set_num_threads(recipe_args.threads)
+    recipe_args.handler(recipe_args)
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        print(f"{name}\n    {recipe.command}: {recipe.description}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from trainer.report import report
 
@@ -363,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     official.add_argument("--out", type=Path, required=True)
     official.set_defaults(handler=cmd_import_official)
 
+    run = commands.add_parser("run", help="run a recipe (trainer/recipes/NAME.toml); resumes like every command")
+    run.add_argument("recipe_name", metavar="RECIPE", help="a name from `python -m trainer recipes`, or a .toml path")
+    run.add_argument("--seed", type=int, help="another seed: the runs go to <run_dir>-seedN")
+    run.add_argument("--device", type=_device, help="where the model trains (cpu, cuda, cuda:N)")
+    run.set_defaults(handler=cmd_run)
+
+    recipes = commands.add_parser("recipes", help="list the recipes in trainer/recipes/")
+    recipes.set_defaults(handler=cmd_recipes)
+
     report = commands.add_parser("report", help="paper-style markdown tables from a runs folder's results")
     report.add_argument("runs", type=Path, help="runs root holding fer2013/ and ckplus/ (see trainer/report.py)")
     report.add_argument("--plots", type=Path, help="folder for the PNG figures")
@@ -376,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
-    except (CLIError, DatasetError, CheckpointError, ResumeError) as exc:
+    except (CLIError, DatasetError, CheckpointError, ResumeError, RecipeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

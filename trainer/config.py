@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from model_store.preprocess import PreprocessSpec
 from trainer.augment import AugmentConfig
+from trainer.label_targets import LabelMode
 
 
 @dataclass(frozen=True)
@@ -30,26 +31,32 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Literal["constant", "cosine"] = "constant"
     label_smoothing: float = 0.0
+    label_mode: LabelMode = "majority"  # what a face's label is when the dataset has votes (trainer.label_targets)
     ema: float | None = None  # decay of an exponential moving average of the weights, the model kept; None: no average
     patience: int | None = None  # early stopping on validation accuracy; None trains every epoch
     seed: int = 0
     channels_last: bool = False
     kd: KDConfig | None = None
-    init_from: str | None = None  # checkpoint whose weights start the run (layers whose shapes differ are skipped)
+    # Weights that start the run: a checkpoint (layers whose shapes differ are skipped) or a published model's folder,
+    # models/<name>/<version> (trainer.warm_start).
+    init_from: str | None = None
     dataset: str = ""
+    recipe: str = ""  # the recipe (trainer/recipes/) the run comes from
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["preprocess"] = self.preprocess.model_dump()
         return data
 
-    def recipe(self) -> str:
+    def describe(self) -> str:
         """One line for a model's provenance: what a reader needs to train the same way again."""
         schedule = "cosine decay" if self.schedule == "cosine" else "constant rate"
         return (
             f"{self.optimizer} lr {self.lr:g}, {schedule} over {self.epochs} epochs, batch {self.batch_size}, "
             f"{self.augment.describe()}"
+            + (f", labels by FER+ {self.label_mode} protocol" if self.label_mode != "majority" else "")
             + (f", label smoothing {self.label_smoothing:g}" if self.label_smoothing else "")
+            + (f", started from {self.init_from}" if self.init_from else "")
             + (f", dropout {self.model_kwargs['dropout']:g}" if "dropout" in self.model_kwargs else "")
             + (f", weights averaged (EMA {self.ema:g})" if self.ema is not None else "")
         )

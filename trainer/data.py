@@ -1,6 +1,6 @@
-"""Dataset readers: FER2013 (CSV and folder layouts), CK+ (cropped folder and original distribution) and any
-``<class>/<image>`` folder. Each returns ``FaceDataset`` objects holding grayscale uint8 faces of one size in memory,
-labels as indices into canonical label names, and subject ids where the layout has them.
+"""Dataset readers: FER2013 (CSV and folder layouts), FER+ (the FER+ tools' layout), CK+ (cropped folder and original
+distribution) and any ``<class>/<image>`` folder. Each returns ``FaceDataset`` objects holding grayscale uint8 faces
+of one size in memory, labels as indices into canonical label names, and subject ids where the layout has them.
 
 Unreadable images are skipped and counted, never fatal; a wrong path or an empty class is a clear ``DatasetError``.
 """
@@ -41,6 +41,8 @@ class FaceDataset:
     subjects: np.ndarray | None = None  # str [N]
     paths: list[str] = field(default_factory=list)
     skipped: int = 0  # unreadable files left out
+    # FER+: each face's taggers' votes over `classes` [N, C] (unknown / not-a-face votes not included); None elsewhere.
+    votes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,6 +56,7 @@ class FaceDataset:
             name=self.name,
             subjects=None if self.subjects is None else self.subjects[index],
             paths=[self.paths[i] for i in index] if self.paths else [],
+            votes=None if self.votes is None else self.votes[index],
         )
 
 
@@ -254,7 +257,99 @@ def load_ckplus_original(root: Path | str, image_size: int = 48, face_crop: bool
     return _build("ckplus", paths, label_names, image_size, subjects, cropper)
 
 
-DATASET_KINDS = ("fer2013", "fer2013-csv", "ckplus", "ckplus-original", "folder")
+# FER+'s folders (the FER+ tools' names) for our split names, and the vote columns of its label.csv after the image
+# name and the face box: eight emotions, then "unknown" and "not a face".
+FERPLUS_SPLITS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
+FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+FERPLUS_NON_EMOTION_COLUMNS = ("unknown", "not a face")
+FERPLUS_FER2013_LABELS = "fer2013_labels.csv"
+
+
+def majority_kept(votes: np.ndarray) -> np.ndarray:
+    """Faces with a single most-voted column that is an emotion: FER+'s majority protocol leaves out ties and faces
+    whose most votes say unknown or not a face. ``votes`` [N, 10] in label.csv's column order."""
+    top = votes.max(axis=1, keepdims=True)
+    unique = (votes == top).sum(axis=1) == 1
+    return unique & (votes.argmax(axis=1) < len(FERPLUS_VOTE_COLUMNS))
+
+
+def _ferplus_rows(folder: Path) -> tuple[list[Path], np.ndarray]:
+    label_file = folder / "label.csv"
+    if not label_file.is_file():
+        raise DatasetError(f"{folder} is not a FER+ split folder: no label.csv")
+    paths, votes = [], []
+    width = len(FERPLUS_VOTE_COLUMNS) + len(FERPLUS_NON_EMOTION_COLUMNS)
+    with label_file.open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            try:
+                counts = [float(value) for value in row[2 : 2 + width]]
+            except ValueError as exc:
+                raise DatasetError(f"{label_file}:{number}: vote counts are not numbers: {row}") from exc
+            if len(counts) != width:
+                raise DatasetError(f"{label_file}:{number}: expected image, box and {width} vote counts: {row}")
+            paths.append(folder / row[0])
+            votes.append(counts)
+    if not paths:
+        raise DatasetError(f"{label_file} lists no images")
+    return paths, np.array(votes, dtype=np.float32)
+
+
+def load_ferplus(
+    root: Path | str, image_size: int = 48, splits: tuple[str, ...] = tuple(FERPLUS_SPLITS)
+) -> dict[str, FaceDataset]:
+    """FER+ as its tools lay it out: ``FER2013Train|Valid|Test/label.csv`` (the ten taggers' votes) beside the
+    ``fer*.png`` faces (FER2013's original pixels). Eight classes, contempt included. A face's label is its majority
+    vote and ``votes`` keeps the eight emotions' counts, the target of the vote-based training modes
+    (``trainer.label_targets``); faces that the majority protocol leaves out (ties, unknown, not a face) are left
+    out of every split, so every mode trains and is scored on the same faces."""
+    root = Path(root)
+    missing = [folder for folder in FERPLUS_SPLITS.values() if not (root / folder).is_dir()]
+    if missing:
+        raise DatasetError(f"{root} is not a FER+ folder: missing {', '.join(missing)}")
+    classes = ordered_subset(FERPLUS_VOTE_COLUMNS)
+    order = [FERPLUS_VOTE_COLUMNS.index(label) for label in classes]  # label.csv's columns in canonical order
+    result = {}
+    for split in splits:
+        paths, votes = _ferplus_rows(root / FERPLUS_SPLITS[split])
+        kept = majority_kept(votes)
+        emotion_votes = votes[kept][:, order]
+        kept_paths = [p for p, keep in zip(paths, kept, strict=True) if keep]
+        faces, ok = _load_faces(kept_paths, image_size)
+        result[split] = FaceDataset(
+            images=faces,
+            labels=emotion_votes.argmax(axis=1).astype(np.int64)[ok],
+            classes=classes,
+            name=f"ferplus/{split}",
+            paths=[str(p) for p, good in zip(kept_paths, ok, strict=True) if good],
+            skipped=int((~ok).sum()),
+            votes=emotion_votes[ok],
+        )
+    return result
+
+
+def load_ferplus_fer2013_labels(
+    root: Path | str, image_size: int = 48, splits: tuple[str, ...] = tuple(FERPLUS_SPLITS)
+) -> dict[str, FaceDataset]:
+    """FER+'s original pixels with FER2013's own labels (``fer2013_labels.csv``, seven classes), every face FER+
+    kept: scores a model trained on original pixels against FER2013's labels."""
+    root = Path(root)
+    label_file = root / FERPLUS_FER2013_LABELS
+    if not label_file.is_file():
+        raise DatasetError(f"{root} has no {FERPLUS_FER2013_LABELS} (FER2013's label of each FER+ image)")
+    by_usage: dict[str, dict[str, str]] = {}
+    with label_file.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            by_usage.setdefault(row["usage"], {})[row["image"]] = row["fer2013_emotion"]
+    result = {}
+    for split in splits:
+        labelled = by_usage.get(FER2013_SPLITS[split], {})
+        paths, _ = _ferplus_rows(root / FERPLUS_SPLITS[split])
+        paths = [p for p in paths if p.name in labelled]
+        result[split] = _build(f"ferplus-fer2013/{split}", paths, [labelled[p.name] for p in paths], image_size)
+    return result
+
+
+DATASET_KINDS = ("fer2013", "fer2013-csv", "ferplus", "ferplus-fer2013", "ckplus", "ckplus-original", "folder")
 
 
 def open_dataset(
@@ -263,7 +358,8 @@ def open_dataset(
     image_size: int = 48,
     fer_splits: tuple[str, ...] = tuple(FER2013_SPLITS),
 ) -> dict[str, FaceDataset]:
-    """``KIND:PATH`` → named splits. FER2013 gives train/val/test (or ``fer_splits``); the others one split, ``all``."""
+    """``KIND:PATH`` → named splits. FER2013 and FER+ give train/val/test (or ``fer_splits``); the others one split,
+    ``all``."""
     kind, sep, path = spec.partition(":")
     if not sep or kind not in DATASET_KINDS:
         raise DatasetError(f"dataset must be KIND:PATH with KIND one of {', '.join(DATASET_KINDS)}; got {spec!r}")
@@ -273,6 +369,10 @@ def open_dataset(
         return load_fer2013_folder(path, image_size, fer_splits)
     if kind == "fer2013-csv":
         return load_fer2013_csv(path, image_size)
+    if kind == "ferplus":
+        return load_ferplus(path, image_size, fer_splits)
+    if kind == "ferplus-fer2013":
+        return load_ferplus_fer2013_labels(path, image_size, fer_splits)
     if kind == "ckplus":
         return {"all": load_ckplus_folder(path, image_size)}
     if kind == "ckplus-original":

@@ -15,6 +15,20 @@ def soft_cross_entropy(target_probs: torch.Tensor, logits: torch.Tensor) -> torc
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def distillation_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """H(softmax(z/T), softmax(v/T)), the teacher's part of the loss."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return soft_cross_entropy(F.softmax(teacher_logits / temperature, dim=1), student_logits / temperature)
+
+
+def mix(teacher_term: torch.Tensor, label_term: torch.Tensor, kd_lambda: float) -> torch.Tensor:
+    """λ·teacher term + (1−λ)·label term."""
+    if not 0.0 <= kd_lambda <= 1.0:
+        raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
+    return kd_lambda * teacher_term + (1.0 - kd_lambda) * label_term
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -22,10 +36,5 @@ def kd_loss(
     temperature: float,
     kd_lambda: float = 0.5,
 ) -> torch.Tensor:
-    if not 0.0 <= kd_lambda <= 1.0:
-        raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    soft = soft_cross_entropy(F.softmax(teacher_logits / temperature, dim=1), student_logits / temperature)
-    hard = F.cross_entropy(student_logits, labels)
-    return kd_lambda * soft + (1.0 - kd_lambda) * hard
+    teacher_term = distillation_term(student_logits, teacher_logits, temperature)
+    return mix(teacher_term, F.cross_entropy(student_logits, labels), kd_lambda)

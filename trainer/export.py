@@ -146,7 +146,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
             **{k: provenance.get(k) for k in ("split", "temperature", "kd_lambda", "epochs", "seed")},
             dataset=_portable_dataset(provenance.get("dataset")),
             teacher=_portable_teacher(provenance.get("teacher")),
-            recipe=TrainConfig.from_dict(provenance["config"]).recipe() if provenance.get("config") else None,
+            recipe=TrainConfig.from_dict(provenance["config"]).describe() if provenance.get("config") else None,
             git_commit=_git_commit(),
         ),
         metrics=Metrics(**{k: v for k, v in checkpoint.metrics.items() if k in Metrics.model_fields}),

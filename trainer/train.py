@@ -16,19 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from model_store.preprocess import PreprocessSpec
-from trainer.augment import augment_batch
+from model_store.preprocess import PreprocessSpec, centre_crop
+from trainer.augment import augment_batch, scale
 from trainer.checkpoint import ModelCheckpoint
 from trainer.config import TrainConfig
 from trainer.data import FaceDataset
-from trainer.distill import kd_loss
+from trainer.distill import distillation_term, mix
 from trainer.evaluate import predict_logits, prepare_grids
+from trainer.label_targets import label_loss, vote_targets
 from trainer.models import create_model
+from trainer.warm_start import load_published
 
 
 class ResumeError(ValueError):
@@ -63,8 +64,17 @@ def _saved_config(path: Path) -> TrainConfig | None:
         return None
 
 
-def _init_from(model: nn.Module, path: Path) -> None:
-    """Start from another run's weights, e.g. a teacher pretrained on FER2013 fine-tuned on CK+ with a new head."""
+# Training faces whose centre crops calibrate a published model's batch norms (trainer.warm_start).
+CALIBRATION_FACES = 2048
+
+
+def _init_from(model: nn.Module, path: Path, train: FaceDataset, grids: torch.Tensor, spec: PreprocessSpec) -> None:
+    """Start from another run's weights, e.g. a teacher pretrained on FER2013 fine-tuned on CK+ with a new head, or
+    from a published model's folder in the store."""
+    if path.is_dir():
+        faces = scale(centre_crop(grids[:CALIBRATION_FACES], spec).contiguous(), spec)
+        load_published(model, path, train.classes, faces)
+        return
     own = model.state_dict()
     source = ModelCheckpoint.load(path).state_dict
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
@@ -128,8 +138,10 @@ def fit(
     model = create_model(config.arch, num_classes=len(train.classes), **config.model_kwargs)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    spec = config.preprocess
+    train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
     if config.init_from:
-        _init_from(model, Path(config.init_from))
+        _init_from(model, Path(config.init_from), train, train_grids, spec)
     model = model.to(device)  # before the optimizer, so that its (resumed) state lives beside the parameters
     ema = _weight_average(config, model)
     optimizer = _optimizer(config, model)
@@ -149,9 +161,8 @@ def fit(
         if ema is not None:
             ema.load_state_dict(saved["ema"])
 
-    spec = config.preprocess
-    train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
     labels = torch.from_numpy(train.labels).to(device)
+    targets = vote_targets(train.votes, config.label_mode)
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
     while state["epoch"] < config.epochs and (config.patience is None or state["stale"] < config.patience):
@@ -170,11 +181,11 @@ def fit(
             logits = model(x)
             index, flipped = index.to(device), flipped.to(device)
             y = labels[index]
+            batch_targets = None if targets is None else targets[index.cpu()].to(device)
+            loss = label_loss(logits, y, batch_targets, config.label_mode, generator, config.label_smoothing)
             if config.kd is not None and teacher_logits is not None:
                 teacher = teacher_logits[index, flipped.long()]
-                loss = kd_loss(logits, teacher, y, config.kd.temperature, config.kd.kd_lambda)
-            else:
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                loss = mix(distillation_term(logits, teacher, config.kd.temperature), loss, config.kd.kd_lambda)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
