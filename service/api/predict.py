@@ -36,7 +36,7 @@ async def analysed(
         bool | None,
         Query(
             description="turn each face so that its eyes are level before cropping (needs a detector that gives "
-            "landmarks: yunet; haar's faces stay as they are); default: the server's"
+            "landmarks: yunet, mtcnn; haar's faces stay as they are); default: the server's"
         ),
     ] = None,
     views: Annotated[
