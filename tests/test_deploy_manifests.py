@@ -8,14 +8,22 @@ from the Dockerfile's runtime stage, so changing one side without the other fail
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, YUNET
+from server_fixture import ServiceProcess, astronaut, encode
+
+from model_store.store import ModelStore
+
+pytest_plugins = ["server_fixture"]
 
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor release the manifests are checked for
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -191,3 +199,71 @@ def test_compose_mounts_a_store_where_the_image_reads_it() -> None:
     assert [port.rpartition(":")[2] for port in service["ports"]] == [str(port) for port in RUNTIME.ports]
     assert all(port.startswith("127.0.0.1:") for port in service["ports"])
     assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+
+
+def seed_job() -> dict[str, Any]:
+    (job,) = load_all(KUBERNETES / "model-store" / "seed-job.yaml")
+    return job
+
+
+def test_the_seed_job_fills_the_claimed_volume_from_the_images_store() -> None:
+    pod = seed_job()["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    claims = [r["metadata"]["name"] for _, r in RESOURCES if r["kind"] == "PersistentVolumeClaim"]
+    assert volume["persistentVolumeClaim"]["claimName"] in claims
+    script = container(seed_job())["command"][-1]
+    assert f"{RUNTIME.env['MICROEXP_STORE']}/{YUNET.name}" in script
+    # Its pod is not the API's: neither the Service nor the disruption budget may select it.
+    labels = seed_job()["spec"]["template"]["metadata"]["labels"].items()
+    budget = resource("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
+    for selector in (resource("Service")["spec"]["selector"], budget):
+        assert not selector.items() <= labels
+
+
+@pytest.mark.parametrize("volume", ["new", "new, with lost+found", "holding a store"])
+def test_the_seed_job_copies_a_new_volume_whole_and_an_old_one_only_its_missing_detector(
+    tmp_path: Path, model_store_root: Path, volume: str
+) -> None:
+    image_store, target = tmp_path / "image", tmp_path / "volume"
+    shutil.copytree(REPO / "models", image_store)
+    target.mkdir()
+    if volume == "new, with lost+found":
+        (target / "lost+found").mkdir()
+    elif volume == "holding a store":
+        shutil.copytree(model_store_root, target, dirs_exist_ok=True)
+        (target / YUNET.name).unlink()
+    before = ModelStore(target).models()
+    (volume_mount,) = container(seed_job())["volumeMounts"]
+    script = container(seed_job())["command"][-1]
+    script = script.replace(RUNTIME.env["MICROEXP_STORE"], str(image_store)).replace(
+        volume_mount["mountPath"], str(target)
+    )
+
+    subprocess.run(["sh", "-c", script], check=True, timeout=60)
+
+    store = ModelStore(target)
+    assert store.verify() == []
+    assert store.models() == (before or ModelStore(image_store).models())
+
+
+@pytest.mark.parametrize("source", ["deployment", "compose"])
+def test_the_manifests_detect_with_yunet_with_no_configuration(source: str, tmp_path: Path) -> None:
+    if source == "deployment":
+        env = {item["name"]: item["value"] for item in container(resource("Deployment"))["env"]}
+    else:
+        (compose,) = load_all(REPO / "compose.yaml")
+        (service,) = compose["services"].values()
+        env = service["environment"]
+    assert not {"MICROEXP_DETECTOR", "MICROEXP_YUNET_MODEL"} & set(env)
+    # The image's settings and the manifest's, on the store the image bakes in and compose mounts (host and port
+    # are the test's).
+    settings = {name: value for name, value in RUNTIME.env.items() if name.startswith("MICROEXP_")} | env
+    service = ServiceProcess(REPO / "models", tmp_path / "service.log", env=settings)
+    try:
+        service.wait_ready()
+        response = httpx.post(
+            f"{service.url}/v1/predict", content=encode(astronaut()), headers={"content-type": "image/jpeg"}
+        )
+        assert response.json()["detector"] == "yunet" and len(response.json()["faces"]) == 1
+    finally:
+        service.stop()

@@ -127,6 +127,7 @@ def predict(container: Container, image: bytes, filename: str, size: str) -> dic
 
 def assert_finds_the_astronaut(answer: dict[str, Any], size: str, scale: float = 1.0) -> None:
     assert answer["model"]["size"] == size
+    assert answer["detector"] == "yunet"  # the default, from the store, with no configuration
     (face,) = answer["faces"]
     x, y, w, h = (value * scale for value in ASTRONAUT_FACE)
     assert inside(centre(face["box"]), (x, y, w, h))
@@ -202,6 +203,10 @@ def test_the_image_bakes_in_the_repositorys_store(image: dict[str, Any]) -> None
     }
     with running("microexp-test-baked") as container:
         listing = httpx.get(f"{container.url}/v1/models", timeout=10).json()
+        assert_finds_the_astronaut(predict(container, encode(astronaut()), "astronaut.jpg", "XXS"), "XXS")
+
+    # MTCNN is an extra the image leaves out.
+    assert (listing["detectors"], listing["default_detector"]) == (["yunet", "haar"], "yunet")
 
     served = {
         entry["name"]: {version["version"]: version["sha256"] for version in entry["versions"]}
