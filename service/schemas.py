@@ -22,7 +22,7 @@ class BoxOut(BaseModel):
 class FacePrediction(BaseModel):
     box: BoxOut
     score: float | None = Field(
-        description="detector confidence (yunet: 0-1; haar: uncalibrated, higher is surer); null with detect=false"
+        description="detector confidence (yunet, mtcnn: 0-1; haar: uncalibrated, higher surer); null with detect=false"
     )
     expression: str = Field(description="the most probable label")
     probability: float = Field(ge=0, le=1, description="probability of `expression`")
