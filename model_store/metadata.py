@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
-from typing import Literal, Self, get_args
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model_store.labels import CANONICAL_LABELS
 from model_store.preprocess import PreprocessSpec
-
-Size = Literal["M", "S", "XS", "XXS"]
-SIZES: tuple[str, ...] = get_args(Size)
+from model_store.vocabulary import CANONICAL_LABELS, DEFAULT_FAMILY, Size, check_family, model_name, parse_size
+from model_store.vocabulary import SIZES as SIZES  # imported from here by code written before the vocabulary
 
 DType = Literal["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"]
-
-DEFAULT_FAMILY = "microexpnet"
-# Model names become folder names, so they are restricted to what is safe in a path on every filesystem.
-_FAMILY = r"[a-z][a-z0-9-]{0,47}"
-FAMILY_PATTERN = re.compile(rf"^{_FAMILY}$")
-MODEL_NAME_PATTERN = re.compile(rf"^{_FAMILY}_({'|'.join(size.lower() for size in SIZES)})$")
-
-
-def parse_size(text: str) -> Size:
-    """A size tier from user text, case-insensitive."""
-    size = text.strip().upper()
-    if size not in SIZES:
-        raise ValueError(f"unknown size {text!r}; sizes: {', '.join(SIZES)}")
-    return size  # type: ignore[return-value]
-
-
-def check_family(family: str) -> str:
-    if not FAMILY_PATTERN.match(family):
-        raise ValueError(f"invalid model family {family!r}: lower-case letters, digits and '-' only")
-    return family
-
-
-def model_name(family: str, size: str) -> str:
-    """The store's folder name for one size tier of a family, e.g. ``microexpnet_xxs``."""
-    return f"{check_family(family)}_{parse_size(size).lower()}"
-
-
-def split_model_name(name: str) -> tuple[str, Size]:
-    """``microexpnet_xxs`` → (``microexpnet``, ``XXS``); ValueError for a name that is not ``<family>_<size>``."""
-    if not MODEL_NAME_PATTERN.match(name):
-        raise ValueError(f"{name!r} is not a model name (<family>_<size>, e.g. microexpnet_xxs)")
-    family, _, size = name.rpartition("_")
-    return family, parse_size(size)
 
 
 def validation_summary(error: ValidationError) -> str:

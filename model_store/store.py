@@ -20,7 +20,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,14 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_store import triton
 from model_store.faces import YUNET_FILE_NAME, yunet_model_problem
-from model_store.metadata import (
-    DEFAULT_FAMILY,
-    MODEL_NAME_PATTERN,
-    ModelDraft,
-    ModelMetadata,
-    model_name,
-    validation_summary,
-)
+from model_store.metadata import ModelDraft, ModelMetadata, validation_summary
+from model_store.vocabulary import DEFAULT_FAMILY, MODEL_NAME_PATTERN, model_name, parse_size, split_model_name
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
@@ -128,6 +122,20 @@ class _Pointer(BaseModel):
     history: list[int] = []
 
 
+def default_model(served: Mapping[str, ModelMetadata], size: str, family: str | None = None) -> str | None:
+    """Of the models whose served versions are ``served`` (name → metadata), the one that answers requests naming
+    ``size`` and no family: ``family``'s when given, else the one with the best validation accuracy. Ties (and
+    models without a validation figure) go to MicroExpNet, then to the name."""
+    candidates = [name for name in served if split_model_name(name)[1] == size]
+    if family is not None:
+        candidates = [name for name in candidates if split_model_name(name)[0] == family]
+    return max(candidates, default=None, key=lambda name: (
+        served[name].metrics.val_accuracy or 0.0,
+        split_model_name(name)[0] == DEFAULT_FAMILY,
+        name,
+    ))  # fmt: skip
+
+
 class ModelStore:
     def __init__(self, root: Path | str, *, create: bool = False) -> None:
         self.root = Path(root)
@@ -165,6 +173,19 @@ class ModelStore:
                 f"names version {pointer.version}, which does not exist; promote an existing version",
             )
         return pointer.version
+
+    def default_name(self, size: str) -> str:
+        """The model that answers requests naming ``size`` and no family (``default_model``)."""
+        size = parse_size(size)
+        served = {
+            name: self.metadata(name, self.served_version(name))
+            for name in self.models()
+            if split_model_name(name)[1] == size
+        }
+        name = default_model(served, size)
+        if name is None:
+            raise UnknownModelError(f"no {size} model in {self.root}; models: {', '.join(self.models()) or 'none'}")
+        return name
 
     def metadata(self, name: str, version: int) -> ModelMetadata:
         path = self._version_dir(name, version) / METADATA_FILE

@@ -8,7 +8,7 @@ verification is refused; when it is the one the store serves, the previously ser
 
 Requests that name a size but no family get the size's *default* model: the configured family, or (unset) the
 family whose served version has the best validation accuracy in its metadata, so publishing a more accurate family
-at a size makes it the default there, and ``?arch=`` still reaches every other family.
+at a size makes it the default there, and ``?family=`` still reaches every other family.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_store.metadata import DEFAULT_FAMILY, SIZES, model_name, split_model_name
-from model_store.store import ModelStore, StoreError
+from model_store.store import ModelStore, StoreError, default_model
+from model_store.vocabulary import SIZES, model_name, split_model_name
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel, load_model
 
@@ -158,19 +158,9 @@ class ModelRegistry:
 
     def _defaults(self, served: Mapping[str, LoadedModel]) -> dict[str, str]:
         """size → the model name that answers requests naming no family."""
-        defaults: dict[str, str] = {}
-        for size in SIZES:
-            candidates = [name for name in served if split_model_name(name)[1] == size]
-            if self.family is not None:
-                candidates = [name for name in candidates if split_model_name(name)[0] == self.family]
-            if candidates:
-                # Ties (and models without a validation figure) go to MicroExpNet, then to the name.
-                defaults[size] = max(candidates, key=lambda name: (
-                    served[name].metadata.metrics.val_accuracy or 0.0,
-                    split_model_name(name)[0] == DEFAULT_FAMILY,
-                    name,
-                ))  # fmt: skip
-        return defaults
+        metadata = {name: model.metadata for name, model in served.items()}
+        defaults = {size: default_model(metadata, size, self.family) for size in SIZES}
+        return {size: name for size, name in defaults.items() if name is not None}
 
     def _load(self, store: ModelStore, name: str, version: int, previous: Catalog) -> LoadedModel:
         metadata = store.metadata(name, version)

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from model_store.metadata import ModelMetadata, Size
+from model_store.metadata import ModelMetadata
 from model_store.preprocess import ViewCount
+from model_store.vocabulary import Size
 from service.registry import Refusal
 
 
@@ -85,9 +86,9 @@ def refused_versions(refusals: Iterable[Refusal]) -> list[RefusedVersion]:
 
 class ModelEntry(BaseModel):
     name: str = Field(description="<family>_<size>; `?model=` takes it")
-    family: str = Field(description="`?arch=` takes it")
+    family: str = Field(description="`?family=` takes it")
     size: Size
-    default: bool = Field(description="answers requests that name this size and no arch")
+    default: bool = Field(description="answers requests that name this size and no family")
     default_version: int = Field(description="served when a request names no version")
     versions: list[ModelMetadata]
 
@@ -107,7 +108,7 @@ class HealthResponse(BaseModel):
 
 class ServedModels(BaseModel):
     served: dict[str, int] = Field(description="model name → version served by default")
-    defaults: dict[str, str] = Field(description="size → model name answering requests that name no arch")
+    defaults: dict[str, str] = Field(description="size → model name answering requests that name no family")
 
 
 class ReadyResponse(ServedModels):

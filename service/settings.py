@@ -9,9 +9,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
-from model_store.metadata import Size, check_family, parse_size
 from model_store.preprocess import ViewCount
 from model_store.store import yunet_file
+from model_store.vocabulary import Size, check_family, parse_size
 
 # The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
 DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"

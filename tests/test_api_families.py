@@ -1,4 +1,4 @@
-"""Several architecture families at one size: the most accurate on validation answers by default, `?arch=` and
+"""Several architecture families at one size: the most accurate on validation answers by default, `?family=` and
 model names reach the others, and a configured family pins the default."""
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def test_the_most_accurate_family_on_validation_is_each_sizes_default(two_famili
         assert xxs == [("dsresnet_xxs", True), ("microexpnet_xxs", False)]
 
 
-def test_arch_and_model_names_reach_every_family(two_families: ModelStore) -> None:
+def test_family_its_alias_arch_and_model_names_reach_every_family(two_families: ModelStore) -> None:
     with TestClient(create_app(Settings(store=two_families.root, reload_interval=0))) as client:
+        assert architecture(client, "model=xxs&family=microexpnet") == ("microexpnet_xxs", 1)
         assert architecture(client, "model=xxs&arch=microexpnet") == ("microexpnet_xxs", 1)
+        assert architecture(client, "model=xxs&family=dsresnet&arch=dsresnet") == ("dsresnet_xxs", 1)
         assert architecture(client, "model=microexpnet_xxs") == ("microexpnet_xxs", 1)
         assert architecture(client, "model=dsresnet_s") == ("dsresnet_s", 1)
         assert architecture(client, "model=s&arch=microexpnet&version=1") == ("microexpnet_s", 1)
@@ -64,7 +66,10 @@ def test_arch_and_model_names_reach_every_family(two_families: ModelStore) -> No
         assert "dsresnet_m" in error_of(missing, 404, "unknown_model")["message"]
         unknown = client.post("/v1/predict?arch=nosuch", content=encode(astronaut()), headers=JPEG)
         assert error_of(unknown, 404, "unknown_model")["details"]["families"] == ["dsresnet", "microexpnet"]
-        for query in ("arch=../models", "arch=DS%20RESNET", "model=dsresnet_xxs&arch=microexpnet"):
+        for query in (
+            "arch=../models", "family=DS%20RESNET", "model=dsresnet_xxs&family=microexpnet",
+            "family=dsresnet&arch=microexpnet",
+        ):  # fmt: skip
             response = client.post(f"/v1/predict?{query}", content=encode(astronaut()), headers=JPEG)
             error_of(response, 422, "validation_error")
 

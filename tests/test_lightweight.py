@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from model_store.labels import ordered_subset
+from model_store.vocabulary import SIZES
 from trainer.checkpoint import ModelCheckpoint
 from trainer.config import spec_for
 from trainer.data import FER2013_CSV_LABELS
 from trainer.export import export_checkpoint
 from trainer.models import count_parameters, create_model
 from trainer.models.fusion import fold_batchnorm
-from trainer.models.microexpnet import SIZES
 
 
 @pytest.mark.parametrize("family", ["dsresnet", "dsvgg", "dsvgg5"])

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from model_store.vocabulary import SIZES
 from trainer.models import count_parameters, create_model, list_models
-from trainer.models.microexpnet import POOLINGS, SIZES, load_tf_weights, same_pads
+from trainer.models.microexpnet import POOLINGS, load_tf_weights, same_pads
 
 PAPER_PARAMETERS = {"M": 900_920, "S": 232_184, "XS": 120_728, "XXS": 65_000}  # Table I, 8 classes
 

@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from model_store.preprocess import PreprocessSpec
+from model_store.vocabulary import CANONICAL_LABELS, FAMILIES, SIZES, parse_sizes
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
 from trainer.config import DROPOUT_FAMILIES, STUDENT_INPUT_SIZES, KDConfig, TrainConfig, spec_for
 from trainer.data import DatasetError, FaceDataset, open_dataset
 from trainer.experiments import cross_validate, sweep_temperatures, train_run
 from trainer.label_targets import LABEL_MODES
-from trainer.models.microexpnet import POOLINGS, SIZES
+from trainer.models.microexpnet import POOLINGS
 from trainer.recipe import RecipeError, load_recipe, recipe_names
 from trainer.train import ResumeError
 
@@ -103,10 +104,8 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
 
 
 def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> None:
-    parser.add_argument("--size", default="all", help="M, S, XS, XXS or all")
-    parser.add_argument(
-        "--family", choices=tuple(STUDENT_INPUT_SIZES), default="microexpnet", help="student architecture family"
-    )
+    parser.add_argument("--size", default="all", help=f"{', '.join(SIZES)} or all")
+    parser.add_argument("--family", choices=FAMILIES, default="microexpnet", help="student architecture family")
     parser.add_argument("--input-size", type=int, help="input side in pixels (default: the family's)")
     parser.add_argument(
         "--pooling", choices=POOLINGS, default="p12", help="MicroExpNet only: the paper's Table II variants"
@@ -168,11 +167,10 @@ def _splits(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset, FaceDat
 
 
 def _sizes(value: str) -> list[str]:
-    if value.lower() == "all":
-        return list(SIZES)
-    if value.upper() not in SIZES:
-        raise CLIError(f"unknown size {value!r}; sizes: {', '.join(SIZES)} or all")
-    return [value.upper()]
+    try:
+        return list(parse_sizes(value))
+    except ValueError as exc:
+        raise CLIError(f"{exc} or all") from None
 
 
 def _size_dir(args: argparse.Namespace, size: str) -> Path:
@@ -296,7 +294,6 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
 def cmd_import_official(args: argparse.Namespace) -> None:
     """The authors' released CK+/Oulu-CASIA weights as a checkpoint of ours (raw 0..255 input, plain resize)."""
-    from model_store.labels import CANONICAL_LABELS
     from trainer.models import create_model
     from trainer.models.microexpnet import load_tf_weights
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from model_store.metadata import Metrics, ModelDraft, Provenance, TensorSpec
 from model_store.preprocess import PreprocessSpec, face_input, to_tensor
+from model_store.vocabulary import split_model_name
 from trainer.checkpoint import ModelCheckpoint, checkpoint_identity
 from trainer.config import TrainConfig
 from trainer.data import DatasetError, open_dataset
@@ -114,17 +115,13 @@ def _portable_teacher(described: str | None) -> str | None:
     return ", ".join(checkpoint_identity(m) if m.is_file() else str(m) for m in members)
 
 
-def family_and_size(arch: str) -> tuple[str, str]:
-    family, _, size = arch.rpartition("_")
-    if not family or size.upper() not in ("M", "S", "XS", "XXS"):
-        raise ExportError(f"{arch!r} is not a size tier of a student family (expected e.g. microexpnet_xxs)")
-    return family, size.upper()
-
-
 def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None) -> tuple[Path, ModelDraft]:
     """Export a student's ``best.pt`` into ``out_dir/model.onnx``; returns it with the draft metadata to publish."""
     checkpoint = ModelCheckpoint.load(checkpoint_path)
-    family, size = family_and_size(checkpoint.arch)
+    try:
+        family, size = split_model_name(checkpoint.arch)
+    except ValueError as exc:
+        raise ExportError(f"{exc}: only a size tier of a student family is published") from None
     model = checkpoint.build_model()
     spec = checkpoint.preprocess
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from model_store.faces import FaceDetector
-from model_store.metadata import MODEL_NAME_PATTERN, SIZES, check_family, parse_size, split_model_name
+from model_store.vocabulary import MODEL_NAME_PATTERN, SIZES, check_family, parse_size, split_model_name
 from service.detect import Detectors
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel
@@ -46,32 +46,39 @@ async def chosen_model(
             "default: the server's default size"
         ),
     ] = None,
-    arch: Annotated[
+    family: Annotated[
         str | None,
         Query(description="model family, e.g. microexpnet; default: the size's default family (see /v1/models)"),
     ] = None,
+    arch: Annotated[str | None, Query(description="the older name of `family`, still accepted")] = None,
     version: Annotated[int | None, Query(ge=1, description="model version; default: the served version")] = None,
 ) -> LoadedModel:
-    family, size = _family_and_size(model, arch, config.default_size)
+    family, size = _family_and_size(model, _family(family, arch), config.default_size)
     request.state.model_size = size
     loaded = models.catalog.model(size, version, family)
     request.state.log_fields = {"model": loaded.metadata.name, "version": loaded.metadata.version}
     return loaded
 
 
-def _family_and_size(model: str | None, arch: str | None, default_size: str) -> tuple[str | None, str]:
+def _family(family: str | None, arch: str | None) -> str | None:
+    if family is not None and arch is not None and family != arch:
+        raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"family {family!r} and arch {arch!r} (its alias) disagree")
+    return family if family is not None else arch
+
+
+def _family_and_size(model: str | None, family: str | None, default_size: str) -> tuple[str | None, str]:
     if model is not None and MODEL_NAME_PATTERN.match(model):
-        family, size = split_model_name(model)
-        if arch is not None and arch != family:
-            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"model {model!r} is not of arch {arch!r}")
-        return family, size
-    if arch is not None:
+        named_family, size = split_model_name(model)
+        if family is not None and family != named_family:
+            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"model {model!r} is not of family {family!r}")
+        return named_family, size
+    if family is not None:
         try:
-            check_family(arch)
+            check_family(family)
         except ValueError as error:
-            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"arch: {error}") from None
+            raise ApiError(422, ErrorCode.VALIDATION_ERROR, f"family: {error}") from None
     try:
-        return arch, default_size if model is None else parse_size(model)
+        return family, default_size if model is None else parse_size(model)
     except ValueError:
         raise ApiError(
             422,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from model_store.metadata import SIZES, split_model_name
+from model_store.vocabulary import SIZES, split_model_name
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
 from service.errors import responses

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model_store.vocabulary import SIZES, Size
 from trainer.models.blocks import VGGStages, conv_bn_relu, kaiming_init, separable, separable_relu
 from trainer.models.registry import register_model
 
@@ -62,19 +63,19 @@ class DSVGG(VGGStages):
         super().__init__(separable_relu, widths, num_classes, dropout, stem=True)
 
 
-DSRESNET_WIDTHS: dict[str, tuple[tuple[int, ...], int]] = {  # (block widths, stem width)
+DSRESNET_WIDTHS: dict[Size, tuple[tuple[int, ...], int]] = {  # (block widths, stem width)
     "XXS": ((16, 32, 64, 136), 8),
     "XS": ((24, 48, 96, 192), 12),
     "S": ((32, 64, 128, 272), 16),
     "M": ((64, 128, 256, 576), 32),
 }
-DSVGG_WIDTHS: dict[str, tuple[int, ...]] = {
+DSVGG_WIDTHS: dict[Size, tuple[int, ...]] = {
     "XXS": (16, 32, 64, 192),
     "XS": (28, 56, 112, 240),
     "S": (40, 80, 160, 336),
     "M": (76, 152, 304, 688),
 }
-DSVGG5_WIDTHS: dict[str, tuple[int, ...]] = {
+DSVGG5_WIDTHS: dict[Size, tuple[int, ...]] = {
     "XXS": (16, 32, 64, 104, 128),
     "XS": (20, 40, 80, 144, 192),
     "S": (24, 56, 112, 208, 256),
@@ -94,7 +95,7 @@ def _register_dsvgg(name: str, widths: tuple[int, ...]) -> None:
         return DSVGG(widths, num_classes, dropout)
 
 
-for _size in ("M", "S", "XS", "XXS"):
+for _size in SIZES:
     _register_dsresnet(f"dsresnet_{_size.lower()}", *DSRESNET_WIDTHS[_size])
     _register_dsvgg(f"dsvgg_{_size.lower()}", DSVGG_WIDTHS[_size])
     _register_dsvgg(f"dsvgg5_{_size.lower()}", DSVGG5_WIDTHS[_size])

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_store.vocabulary import SIZES, Size, parse_size
 from trainer.models.registry import register_model
 
-SIZES: dict[str, int] = {"M": 768, "S": 192, "XS": 96, "XXS": 48}  # fc1 units (the paper's Table I)
+FC1_UNITS: dict[Size, int] = {"M": 768, "S": 192, "XS": 96, "XXS": 48}  # the paper's Table I
 Pooling = Literal["v", "p1", "p2", "p12"]
 POOLINGS: tuple[str, ...] = ("v", "p1", "p2", "p12")
 
@@ -96,10 +97,7 @@ class MicroExpNet(nn.Module):
 
 
 def microexpnet(size: str, **kwargs: object) -> MicroExpNet:
-    size = size.upper()
-    if size not in SIZES:
-        raise ValueError(f"unknown MicroExpNet size {size!r}; sizes: {', '.join(SIZES)}")
-    return MicroExpNet(SIZES[size], **kwargs)  # type: ignore[arg-type]
+    return MicroExpNet(FC1_UNITS[parse_size(size)], **kwargs)  # type: ignore[arg-type]
 
 
 def _register(size: str) -> None:
