@@ -2,7 +2,9 @@
 docs/benchmarks.md.
 
 Sections: machine (CPU, cores, versions, FLOP/s peak), model only (onnxruntime, PyTorch eager, the authors'
-TensorFlow formulation, the arithmetic floor), face detection, worker/thread layouts, end-to-end HTTP, int8.
+TensorFlow formulation, the arithmetic floor), face detection on the scene benchmark, end-to-end accuracy on it
+(detector x alignment x views x size), worker/thread layouts, end-to-end HTTP, the default server's requests/s by
+detector, int8.
 ``--quick`` shortens every timing for development (its numbers are not for docs/benchmarks.md).
 """
 
@@ -17,13 +19,16 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, http_load, machine, model_speed, quantize, report
+from benchmarks import detection, end_to_end, http_load, machine, model_speed, quantize, report
 from benchmarks.official_tf import OFFICIAL
 from benchmarks.server import REPO
 from model_store.store import ModelStore
 
 HISTORY = REPO / "benchmarks" / "history"
-SECTIONS = ("model", "tensorflow", "detection", "layouts", "http", "int8")
+SECTIONS = ("model", "tensorflow", "detection", "accuracy", "layouts", "http", "detectors", "int8")
+# Scenes for the detection and accuracy sections, full and --quick: the accuracy grid runs each scene 60 times.
+DETECTION_SCENES = {False: (400, 100), True: (40, 10)}  # labelled scenes, face-free scenes
+ACCURACY_SCENES = {False: 300, True: 12}
 
 
 def official_tf(threads: list[int], seconds: float, rounds: int) -> dict[str, object]:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="short timings, for development")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--layout", help="WORKERSxTHREADS for the HTTP runs instead of the best measured layout")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and docs/results.md")
     args = parser.parse_args(argv)
 
     store = ModelStore(args.store)
@@ -85,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     if "tensorflow" in args.only:
         result["official_tf"] = official_tf(model_speed.thread_counts(), seconds, rounds=3)
     if "detection" in args.only:
-        result["detection"] = detection.run(store, seconds / 2, rate_count=10 if args.quick else 30)
+        labelled, empty = DETECTION_SCENES[args.quick]
+        result["detection"] = detection.run(store, seconds / 2, labelled, empty)
+    if "accuracy" in args.only:
+        result["accuracy"] = end_to_end.run(args.store, ACCURACY_SCENES[args.quick])
     with tempfile.TemporaryDirectory(prefix="microexp-bench-") as tmp:
         logs = Path(tmp)
         layout = tuple(map(int, args.layout.split("x"))) if args.layout else None
@@ -95,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         if "http" in args.only:
             workers, threads = layout or (2, 1)
             result["http"] = http_load.run(args.store, http_seconds, logs, workers, threads)
+        if "detectors" in args.only:
+            names = [name for name, problem in detection.detector_names(args.store).items() if problem is None]
+            result["http_detectors"] = http_load.detectors(args.store, http_seconds, logs, names)
     if "int8" in args.only and not args.quick:
         result["int8"] = (
             quantize.run(store, REPO / "benchmarks" / "out" / "int8", seconds / 3)
@@ -109,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[bench] wrote {path.relative_to(REPO)}", file=sys.stderr)
     if not args.no_docs:
         report.write(HISTORY, REPO / "docs" / "benchmarks.md")
+        report.write_results(HISTORY, REPO / "docs" / "results.md")
     print(report.headline(result))
 
 

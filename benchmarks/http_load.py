@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ LUA = Path(__file__).resolve().parent / "multipart.lua"
 BOUNDARY = "microexp-benchmark-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 CONNECTIONS = (1, 8, 64)
+DETECTOR_CONNECTIONS = 8
 SIZES = ("XXS", "M")
 WRK_TIMEOUT_S = 30
 # The admission queue sized for the 64-connection runs: by default a worker takes 8 requests at once and
@@ -48,9 +50,15 @@ class Workload:
 
 WORKLOADS = {
     "a_yunet": Workload("a_yunet", "640x480 JPEG, one face, YuNet", "detector=yunet", "yunet"),
-    "a_haar": Workload("a_haar", "640x480 JPEG, one face, Haar (the default without YuNet)", "detector=haar", "haar"),
+    "a_haar": Workload("a_haar", "640x480 JPEG, one face, Haar", "detector=haar", "haar"),
     "b_crop": Workload("b_crop", "48x48 cropped face, detect=false", "detect=false", None),
 }
+
+
+def one_face_body(folder: Path) -> Path:
+    path = folder / "one_face.body"
+    path.write_bytes(multipart(encode_jpeg(one_face_photo(640, 480).bgr)))
+    return path
 
 
 def multipart(data: bytes, filename: str = "image.jpg") -> bytes:
@@ -88,13 +96,13 @@ def _inprocess_worker(
     store: str, size: str, detector: str | None, data: bytes, seconds: float, ort_threads: int
 ) -> float:
     """Requests per second of the service pipeline in this process (one loop, the same objects the app uses)."""
-    from benchmarks.detection import DEFAULT_SIZES, make_detector
+    from benchmarks.detection import default_size, make_detector
     from model_store.store import ModelStore
     from service.inference import load_model
     from service.pipeline import analyse
 
     model = load_model(ModelStore(Path(store)).resolve(size), ort_threads)
-    face_detector = None if detector is None else make_detector(detector, DEFAULT_SIZES[detector])
+    face_detector = None if detector is None else make_detector(detector, default_size(detector), Path(store))
     for _ in range(5):
         analyse(data, model, face_detector, 20, 40_000_000)
     count = 0
@@ -191,3 +199,27 @@ def run(store: Path, seconds: float, logs: Path, workers: int, ort_threads: int)
         "points": points,
         "in_process": comparisons,
     }
+
+
+def answering_detector(url: str, body: Path) -> str:
+    """The detector a server names in its answer to `url`."""
+    request = urllib.request.Request(url, data=body.read_bytes(), headers={"Content-Type": CONTENT_TYPE})
+    with urllib.request.urlopen(request, timeout=WRK_TIMEOUT_S) as response:
+        return json.load(response)["detector"]
+
+
+def detectors(store: Path, seconds: float, logs: Path, names: list[str]) -> dict[str, object]:
+    """The 640x480 one-face JPEG at 8 connections against a server with every default setting (one worker, the
+    default size, detector, alignment and views), as it answers a request naming nothing, then naming each
+    detector: one server, one run, so the rates compare as ratios."""
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        body = one_face_body(Path(tmp))
+        with running_service(store, logs / "detectors.log", yunet=False, reload_interval=None, log_level=None) as svc:
+            default = answering_detector(f"{svc.url}/v1/predict", body)
+            for name in (None, *names):
+                url = f"{svc.url}/v1/predict" + (f"?detector={name}" if name else "")
+                wrk(url, body, DETECTOR_CONNECTIONS, 2)  # warm-up: the pooled detector objects, the first calls
+                run = wrk(url, body, DETECTOR_CONNECTIONS, seconds)
+                points.append({"detector": name or "default", "answered_by": name or default, **run})
+    return {"default_detector": default, "connections": DETECTOR_CONNECTIONS, "points": points}

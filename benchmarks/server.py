@@ -72,13 +72,19 @@ def running_service(
     workers: int = 1,
     ort_threads: int = 1,
     yunet: bool = True,
-    reload_interval: float = 5.0,
+    reload_interval: float | None = 5.0,
+    log_level: str | None = "warning",
     env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
-    """The service with `workers` uvicorn workers and `ort_threads` onnxruntime threads each, stopped after."""
+    """The service with `workers` uvicorn workers and `ort_threads` onnxruntime threads each, stopped after;
+    `reload_interval` and `log_level` None keep the service's defaults."""
     port = free_port()
     args = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--store", str(store)]
-    args += ["--workers", str(workers), "--reload-interval", str(reload_interval), "--log-level", "warning"]
+    args += ["--workers", str(workers)]
+    if reload_interval is not None:
+        args += ["--reload-interval", str(reload_interval)]
+    if log_level is not None:
+        args += ["--log-level", log_level]
     if yunet:
         args += ["--yunet-model", str(YUNET)]
     environment = {**os.environ, "MICROEXP_ORT_THREADS": str(ort_threads), **(env or {})}
