@@ -36,8 +36,8 @@ from benchmarks.images import encode_jpeg
 from benchmarks.scenes import LabelledFace, background_images, labelled_pools
 from benchmarks.scenes import scene as make_scene
 from model_store.faces import Face, FaceDetector
-from model_store.metadata import SIZES
 from model_store.preprocess import ViewCount
+from model_store.vocabulary import SIZES
 from service.inference import LoadedModel
 from service.pipeline import analyse
 from service.registry import ModelRegistry

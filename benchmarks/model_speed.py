@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.flops import flops_per_image
-from model_store.metadata import split_model_name
 from model_store.store import ModelStore
+from model_store.vocabulary import split_model_name
 from service.inference import session_options
 
 BATCHES = (1, 32, 256)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from benchmarks import report
 from benchmarks.server import REPO
-from model_store.metadata import split_model_name
 from model_store.store import ModelStore
+from model_store.vocabulary import split_model_name
 from trainer import plots
 
 # Figures the issue asks to stand beside ours: published on FER2013, or measured here on PrivateTest.
