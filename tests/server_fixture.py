@@ -22,7 +22,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, YUNET, need
+from conftest import REPO
 from skimage import data
 from store_factory import make_store
 
@@ -89,17 +89,9 @@ class ServiceProcess:
         self._log.close()
 
 
-def yunet_available() -> bool:
-    return YUNET.is_file()
-
-
 def detectors() -> list[str]:
     """Every detector, the default first: the store holds YuNet's file and the dev install has MTCNN's extra."""
     return ["yunet", "haar", "mtcnn"]
-
-
-def need_yunet() -> Path:
-    return need(YUNET)
 
 
 @pytest.fixture(scope="session")
