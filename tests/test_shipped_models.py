@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from conftest import REPO
 
-from model_store.metadata import SIZES, split_model_name
 from model_store.preprocess import face_input, to_tensor
 from model_store.store import ModelStore, yunet_file
+from model_store.vocabulary import SIZES, split_model_name
 from trainer.models import count_parameters, create_model
 from trainer.models.fusion import fold_batchnorm
 
