@@ -215,7 +215,7 @@ KIND ?= kd
 SHIP ?= $(addprefix $(RUNS)/fer2013/$(KIND)/,$(SIZES_LC))
 ship: install-dev
 	for run in $(SHIP); do \
-	  $(BIN)/python -m model_store --store models publish $$run/best.pt --promote || exit 1; \
+	  $(TRAIN) publish $$run/best.pt --store models --promote || exit 1; \
 	done
 	$(BIN)/python -m model_store --store models card
 	$(BIN)/python -m model_store --store models verify

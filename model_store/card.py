@@ -57,7 +57,7 @@ happiness, sadness, surprise), then:
 ```bash
 python -m trainer teacher --data folder:/path/to/data ...       # or reuse a teacher
 python -m trainer student --data folder:/path/to/data --size all --teacher runs/teacher/best.pt --run-dir runs/mine
-python -m model_store publish runs/mine/xxs/best.pt --promote   # export, parity-check, publish, serve
+python -m trainer publish runs/mine/xxs/best.pt --promote       # export, parity-check, publish, serve
 ```
 
 Use subject-independent evaluation (`python -m trainer cv --mode subject --subject-pattern ...`) whenever the same

@@ -1,7 +1,11 @@
 """``python -m model_store`` (``microexp-store``): list, inspect, publish, promote, roll back and verify models.
 
-Errors a user can cause (unknown size or version, a path that is not a store, a bad draft or checkpoint)
-end with exit status 2 and one line on stderr; ``verify`` exits 1 when it finds problems.
+A command naming a size acts on the model the service answers that size with (``MICROEXP_FAMILY``'s family if set,
+else the most accurate on validation) unless ``--family`` names another. Publishing a training checkpoint is the
+trainer's command (``python -m trainer publish``), which exports it and then calls ``publish_file`` here.
+
+Errors a user can cause (unknown size or version, a path that is not a store, a bad draft) end with exit status 2
+and one line on stderr; ``verify`` exits 1 when it finds problems.
 """
 
 from __future__ import annotations
@@ -9,16 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from model_store.metadata import DEFAULT_FAMILY, ModelDraft, draft_from_json, model_name, validation_summary
+from model_store.metadata import ModelDraft, draft_from_json, validation_summary
 from model_store.store import IntegrityError, ModelStore, StoreError, first_line
+from model_store.vocabulary import model_name
 
-STORE_ENV = "MICROEXP_STORE"  # the same variable the service reads
+# The same variables the service reads.
+STORE_ENV = "MICROEXP_STORE"
+FAMILY_ENV = "MICROEXP_FAMILY"
 _DEFAULT_STORE = "models"
 
 
@@ -44,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=store_help)
     family = argparse.ArgumentParser(add_help=False)
-    family.add_argument("--family", default=DEFAULT_FAMILY, help=f"model family (default: {DEFAULT_FAMILY})")
+    family.add_argument(
+        "--family",
+        default=os.environ.get(FAMILY_ENV),
+        help=f"model family (default: ${FAMILY_ENV}, else the family the service answers the size with)",
+    )
     promote = argparse.ArgumentParser(add_help=False)
     promote.add_argument("--promote", action="store_true", help="serve the new version by default")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -60,8 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     show = command("show", _show, "print a version's metadata (default: the served version)", family)
     show.add_argument("size", metavar="SIZE")
     show.add_argument("version", metavar="VERSION", type=int, nargs="?")
-    publish = command("publish", _publish, "export a training checkpoint to ONNX and publish it", promote)
-    publish.add_argument("checkpoint", metavar="CHECKPOINT", type=Path)
     publish_onnx = command("publish-onnx", _publish_onnx, "publish an ONNX model exported elsewhere", promote)
     publish_onnx.add_argument("onnx", metavar="ONNX_FILE", type=Path)
     publish_onnx.add_argument(
@@ -80,9 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _name(args: argparse.Namespace) -> str:
+def _name(args: argparse.Namespace, store: ModelStore) -> str:
     try:
-        return model_name(args.family, args.size)
+        return store.default_name(args.size) if args.family is None else model_name(args.family, args.size)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -117,28 +125,10 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
-    name = _name(args)
+    name = _name(args, store)
     version = store.served_version(name) if args.version is None else args.version
     print(store.metadata(name, version).to_json(), end="")
     return 0
-
-
-def _publish(args: argparse.Namespace) -> int:
-    store = ModelStore(args.store, create=True)
-    if not args.checkpoint.is_file():
-        raise UsageError(f"{args.checkpoint}: no such checkpoint file")
-    try:
-        from trainer.export import ExportError, export_checkpoint  # torch lives only behind this import
-    except ImportError as error:
-        raise UsageError(f"publishing needs the training extra: pip install -e '.[train]' ({error})") from None
-    with tempfile.TemporaryDirectory(prefix="microexp-export-") as out_dir:
-        try:
-            onnx_path, draft = export_checkpoint(args.checkpoint, Path(out_dir))
-        except ValidationError as error:
-            raise UsageError(f"cannot publish {args.checkpoint}: {validation_summary(error)}") from None
-        except (ExportError, ValueError) as error:  # the trainer's checkpoint errors are ValueErrors
-            raise UsageError(f"cannot publish {args.checkpoint}: {first_line(error)}") from None
-        return _publish_file(store, onnx_path, draft, promote=args.promote)
 
 
 def _publish_onnx(args: argparse.Namespace) -> int:
@@ -149,10 +139,11 @@ def _publish_onnx(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.metadata}: not a model draft: {validation_summary(error)}") from None
     except ValueError as error:  # not JSON at all
         raise UsageError(f"{args.metadata}: not a model draft: {error}") from None
-    return _publish_file(store, args.onnx, draft, promote=args.promote)
+    return publish_file(store, args.onnx, draft, promote=args.promote)
 
 
-def _publish_file(store: ModelStore, onnx_path: Path, draft: ModelDraft, *, promote: bool) -> int:
+def publish_file(store: ModelStore, onnx_path: Path, draft: ModelDraft, *, promote: bool) -> int:
+    """Publish an exported model (and serve it with ``promote``), saying so on stdout; exit status 0."""
     version = store.publish(onnx_path, draft)
     name = model_name(draft.family, draft.size)
     if promote:
@@ -163,7 +154,7 @@ def _publish_file(store: ModelStore, onnx_path: Path, draft: ModelDraft, *, prom
 
 def _promote(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
-    name = _name(args)
+    name = _name(args, store)
     store.promote(name, args.version)
     print(f"{name}: serving version {args.version}")
     return 0
@@ -171,7 +162,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
-    name = _name(args)
+    name = _name(args, store)
     print(f"{name}: serving version {store.rollback(name)}")
     return 0
 
@@ -201,7 +192,7 @@ def _card(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
-    name = _name(args)
+    name = _name(args, store)
     store.remove(name, args.version)
     print(f"{name}: removed version {args.version}")
     return 0

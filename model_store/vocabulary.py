@@ -1,6 +1,6 @@
 """The project's vocabulary, written once: size tiers, families, model names and labels (docs/glossary.md).
 
-The store, the service and the trainer all import these from here, so a size, a family or a model name means the
+The store, the service and the trainer all take these from here, so a size, a family or a model name means the
 same thing in a run config, a store folder and a request.
 
 - **size** (tier): ``M``, ``S``, ``XS``, ``XXS`` — a parameter budget, MicroExpNet's four sizes (the paper's

@@ -97,6 +97,24 @@ def test_publish_with_promote_serves_the_new_version(
     assert store.served_version(NAME) == 3
 
 
+def test_a_size_means_the_model_the_service_answers_it_with_unless_a_family_is_named(
+    store: ModelStore, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    better = tiny_draft().model_copy(update={"family": "dsvgg", "architecture": "dsvgg_xxs"})
+    better = better.model_copy(update={"metrics": better.metrics.model_copy(update={"val_accuracy": 0.6})})
+    for seed in range(2):
+        store.publish(tiny_classifier(tmp_path / f"dsvgg-{seed}.onnx", seed=seed), better)
+
+    assert run(store.root, "promote", "XXS", "1") == 0
+    assert capsys.readouterr().out == "dsvgg_xxs: serving version 1\n"
+    assert (store.served_version("dsvgg_xxs"), store.served_version(NAME)) == (1, 2)
+    assert run(store.root, "promote", "XXS", "1", "--family", "microexpnet") == 0
+    assert store.served_version(NAME) == 1
+    monkeypatch.setenv("MICROEXP_FAMILY", "microexpnet")  # the service's setting, which the store CLI follows too
+    assert run(store.root, "rollback", "XXS") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{NAME}: serving version 2"
+
+
 def test_show_a_given_version(store: ModelStore, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(store.root, "show", "xxs", "1") == 0
     assert json.loads(capsys.readouterr().out)["version"] == 1
@@ -121,13 +139,13 @@ def test_verify_exits_1_and_names_the_corrupted_file(store: ModelStore, capsys: 
     [
         (["show", "XL"], ["unknown size 'XL'", "M, S, XS, XXS"]),
         (["show", "../../etc"], ["unknown size"]),
-        (["show", "M"], ["unknown model 'microexpnet_m'"]),
+        (["show", "M"], ["no M model in"]),
+        (["show", "M", "--family", "microexpnet"], ["unknown model 'microexpnet_m'"]),
         (["show", "XXS", "7"], ["no version 7", "versions: 1, 2"]),
         (["show", "XXS", "--family", "../x"], ["invalid model family '../x'"]),
         (["promote", "XXS", "9"], ["no version 9"]),
         (["remove", "XXS", "2"], ["served version"]),
         (["publish-onnx", "missing.onnx", "--metadata", "missing.json"], ["missing.json"]),
-        (["publish", "missing.ckpt"], ["missing.ckpt: no such checkpoint file"]),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(

@@ -128,7 +128,7 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     result = json.loads((tmp_path / "xxs" / "result.json").read_text())
     assert result["temperature"] == 4.0 and 0 <= result["test_accuracy"] <= 1
     assert list(tmp_path.joinpath("teacher").glob("teacher_logits_*.pt")), "teacher logits are cached"
-    onnx_path, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
+    _, draft = export_checkpoint(tmp_path / "xxs" / "best.pt", tmp_path / "export")
     assert draft.provenance.temperature == 4.0 and draft.size == "XXS"
     assert draft.provenance.recipe.startswith(
         "adam lr 0.001, constant rate over 2 epochs, batch 32, strong augmentation"
@@ -138,9 +138,9 @@ def test_teacher_to_kd_student_to_store_end_to_end(small_fer, tmp_path):
     assert draft.provenance.dataset == f"fer2013:{small_fer.name}"
     assert draft.metrics.test_accuracy == result["test_accuracy"]
     assert draft.metrics.confusion_matrix == result["test"]["confusion_matrix"]
-    store = ModelStore(tmp_path / "store", create=True)
-    version = store.publish(onnx_path, draft)
-    assert store.resolve("xxs", version).metadata.labels == draft.labels
+    store = tmp_path / "store"
+    assert main(["publish", str(tmp_path / "xxs" / "best.pt"), "--store", str(store), "--promote"]) == 0
+    assert ModelStore(store).resolve("xxs").metadata.labels == draft.labels
 
 
 def test_a_dsresnet_student_distils_at_its_own_input_size_and_exports_without_batch_norm(small_fer, tmp_path):
@@ -186,6 +186,10 @@ def test_cli_reports_clear_errors(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", f"fer2013:{tmp_path}"]) == 2
     assert "not a readable torch checkpoint" in capsys.readouterr().err
+    assert main(["publish", str(tmp_path / "missing.pt"), "--store", str(tmp_path / "store")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.pt'}: no such checkpoint file\n"
+    assert main(["publish", str(tmp_path / "junk.pt"), "--store", str(tmp_path / "store")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot publish {tmp_path / 'junk.pt'}: ")
 
 
 def test_dropout_is_set_where_the_family_has_a_dropout_layer_and_refused_where_it_has_none(small_fer, tmp_path, capsys):

@@ -1,18 +1,24 @@
 """``python -m trainer``: train teachers and students, sweep temperatures, cross-validate, evaluate, import the
-paper authors' weights. Every training command resumes when run again with the same --run-dir."""
+paper authors' weights, run recipes and publish checkpoints into a model store. Every training command resumes when
+run again with the same --run-dir."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
+from model_store.cli import publish_file
+from model_store.metadata import validation_summary
 from model_store.preprocess import PreprocessSpec
+from model_store.store import ModelStore, StoreError, first_line
 from model_store.vocabulary import CANONICAL_LABELS, FAMILIES, SIZES, parse_sizes
 from trainer.augment import AugmentConfig
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
@@ -322,6 +328,22 @@ def cmd_recipes(args: argparse.Namespace) -> None:
         print(f"{name}\n    {recipe.command}: {recipe.description}")
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from trainer.export import ExportError, export_checkpoint
+
+    store = ModelStore(args.store, create=True)
+    if not args.checkpoint.is_file():
+        raise CLIError(f"{args.checkpoint}: no such checkpoint file")
+    with tempfile.TemporaryDirectory(prefix="microexp-export-") as out_dir:
+        try:
+            onnx_path, draft = export_checkpoint(args.checkpoint, Path(out_dir))
+        except ValidationError as error:
+            raise CLIError(f"cannot publish {args.checkpoint}: {validation_summary(error)}") from None
+        except (ExportError, ValueError) as error:  # checkpoint errors are ValueErrors
+            raise CLIError(f"cannot publish {args.checkpoint}: {first_line(error)}") from None
+        publish_file(store, onnx_path, draft, promote=args.promote)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from trainer.report import report
 
@@ -406,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = commands.add_parser("recipes", help="list the recipes in trainer/recipes/")
     recipes.set_defaults(handler=cmd_recipes)
 
+    publish = commands.add_parser(
+        "publish", help="export a student's checkpoint to ONNX (batch norm folded, parity-checked) and publish it"
+    )
+    publish.add_argument("checkpoint", metavar="CHECKPOINT", type=Path, help="a run's best.pt")
+    publish.add_argument("--store", type=Path, default=Path("models"), help="the model store (default: models)")
+    publish.add_argument("--promote", action="store_true", help="serve the new version by default")
+    publish.set_defaults(handler=cmd_publish)
+
     report = commands.add_parser("report", help="paper-style markdown tables from a runs folder's results")
     report.add_argument("runs", type=Path, help="runs root holding fer2013/ and ckplus/ (see trainer/report.py)")
     report.add_argument("--plots", type=Path, help="folder for the PNG figures")
@@ -419,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
-    except (CLIError, DatasetError, CheckpointError, ResumeError, RecipeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CLIError, DatasetError, CheckpointError, ResumeError, RecipeError, StoreError) as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     return 0
