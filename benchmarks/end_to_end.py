@@ -5,7 +5,8 @@ classify) for each detector at its service working size x alignment (off, on) x 
 (M, S, XS, XXS; the family the service serves by default at each size). A face is answered right when a detection
 matches it (IoU >= 0.4, as in the detection section) and the most probable expression of that detection is the
 face's label; a missed face counts as wrong, so the figure is what a user gets. The faces' own 48x48 crops, sent
-as already-cropped faces (``detect=false``), give the same models' accuracy without a scene around them.
+as already-cropped faces (``detect=false``), give the same models' accuracy without a scene around them. Each row
+also has its accuracy on the faces every detector found, where detectors differ only in how they frame a face.
 
 Detection runs once per scene and detector (the last image's detections are kept in front of the detector; its
 time is the detection section's): every configuration after it runs in full. Haar gives no landmarks, so its
@@ -75,7 +76,8 @@ class Config:
         return f"{self.detector or 'crop'}/{'align' if self.align else 'plain'}/{int(self.views)}/{self.size}"
 
 
-Outcomes = dict[Config, list[bool]]
+# Per labelled face, in one order for every configuration: right, wrong, or None: no detection matched the face.
+Outcomes = dict[Config, list[bool | None]]
 Costs = dict[Config, list[tuple[float, int]]]
 
 
@@ -91,15 +93,16 @@ def predicted(model: LoadedModel, probabilities: np.ndarray) -> str:
     return model.metadata.labels[int(np.argmax(probabilities))]
 
 
-def proportion(outcomes: Sequence[bool]) -> dict[str, float | int]:
+def proportion(outcomes: Sequence[bool | None]) -> dict[str, float | int]:
+    """Accuracy (a missed face counts as wrong) with its binomial standard error."""
     n = len(outcomes)
-    p = sum(outcomes) / n if n else 0.0
+    p = sum(outcome is True for outcome in outcomes) / n if n else 0.0
     return {"faces": n, "accuracy": p, "se": math.sqrt(p * (1 - p) / n) if n else 0.0}
 
 
-def paired(better: Sequence[bool], base: Sequence[bool]) -> dict[str, float]:
+def paired(better: Sequence[bool | None], base: Sequence[bool | None]) -> dict[str, float]:
     """Mean per-face difference of two configurations on the same faces, with its standard error."""
-    diff = np.asarray(better, float) - np.asarray(base, float)
+    diff = np.array([b is True for b in better], float) - np.array([b is True for b in base], float)
     se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
     return {"difference": float(diff.mean()), "se": se}
 
@@ -140,7 +143,7 @@ def evaluate(store_root: str, indices: list[int]) -> tuple[Outcomes, Costs]:
             costs.setdefault(config, []).append((timing.preprocess_ms + timing.inference_ms, len(found.faces)))
             for face, hit in zip(scene.faces, match(truths, [f.box for f in found.faces]), strict=True):
                 if face.label in labels:
-                    right = hit is not None and predicted(model, found.faces[hit].probabilities) == face.label
+                    right = None if hit is None else predicted(model, found.faces[hit].probabilities) == face.label
                     outcomes.setdefault(config, []).append(right)
         for face in scene.faces:
             if face.label not in labels:
@@ -177,10 +180,17 @@ def default_config(size: str) -> Config:
 
 
 def rows(outcomes: Outcomes, costs: Costs) -> list[dict]:
+    # Faces every detector found: there the configurations differ only in what follows detection, and the crops
+    # show what the same faces score without a scene.
+    found = [[outcome is not None for outcome in results] for config, results in outcomes.items() if config.detector]
+    faces = len(next(iter(outcomes.values()), []))
+    common = [all(column) for column in zip(*found, strict=True)] if found else [True] * faces
     out = []
     for config, results in outcomes.items():
         row: dict[str, object] = {**proportion(results), "config": config.key()}
         row.update(detector=config.detector, align=config.align, views=int(config.views), size=config.size)
+        row["found"] = sum(outcome is not None for outcome in results) / len(results)
+        row["on_common"] = proportion([outcome for outcome, keep in zip(results, common, strict=True) if keep])
         if config in costs:
             ms, faces = np.sum(costs[config], axis=0)
             row["classify_ms_per_face"] = float(ms / max(faces, 1))
@@ -208,7 +218,7 @@ def run(store_root: Path, scene_count: int, processes: int = PROCESSES) -> dict[
     return {
         "scenes": scene_count,
         "faces": len(next(iter(outcomes.values()))),
-        "labels": "FER2013's own labels (FER+ pixels), CK+'s; contempt left out (no model predicts it)",
+        "labels": "FER2013's own on FER+'s pixels and CK+'s, contempt left out (no model predicts it)",
         "models": {size: model.metadata.name for size, model in models.items()},
         "detector_sizes": {name: default_size(name) for name in names},
         "defaults": {size: default_config(size).key() for size in models},

@@ -27,6 +27,7 @@ BOUNDARY = "microexp-benchmark-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 CONNECTIONS = (1, 8, 64)
 DETECTOR_CONNECTIONS = 8
+DETECTOR_VIEWS = (2, 16)
 SIZES = ("XXS", "M")
 WRK_TIMEOUT_S = 30
 # The admission queue sized for the 64-connection runs: by default a worker takes 8 requests at once and
@@ -201,25 +202,32 @@ def run(store: Path, seconds: float, logs: Path, workers: int, ort_threads: int)
     }
 
 
-def answering_detector(url: str, body: Path) -> str:
-    """The detector a server names in its answer to `url`."""
+def answer(url: str, body: Path) -> dict[str, object]:
+    """One request's JSON answer. It waits behind every request the server had already taken (its slots are
+    handed out in turn), so it also tells when work abandoned by the previous run is done: a closed loop at 8
+    connections leaves up to 8 requests running when wrk stops, 2-3 s of Haar on this machine, and the next run
+    would start behind them."""
     request = urllib.request.Request(url, data=body.read_bytes(), headers={"Content-Type": CONTENT_TYPE})
     with urllib.request.urlopen(request, timeout=WRK_TIMEOUT_S) as response:
-        return json.load(response)["detector"]
+        return json.load(response)
 
 
 def detectors(store: Path, seconds: float, logs: Path, names: list[str]) -> dict[str, object]:
     """The 640x480 one-face JPEG at 8 connections against a server with every default setting (one worker, the
     default size, detector, alignment and views), as it answers a request naming nothing, then naming each
-    detector: one server, one run, so the rates compare as ratios."""
+    detector, then each number of test-time views (the candidates for a size's default): one server, one run, so the
+    rates compare as ratios."""
+    queries = {"default": "", **{name: f"detector={name}" for name in names}}
+    queries.update({f"views={views}": f"views={views}" for views in DETECTOR_VIEWS})
     points = []
     with tempfile.TemporaryDirectory() as tmp:
         body = one_face_body(Path(tmp))
         with running_service(store, logs / "detectors.log", yunet=False, reload_interval=None, log_level=None) as svc:
-            default = answering_detector(f"{svc.url}/v1/predict", body)
-            for name in (None, *names):
-                url = f"{svc.url}/v1/predict" + (f"?detector={name}" if name else "")
+            default = answer(f"{svc.url}/v1/predict", body)["detector"]
+            for label, query in queries.items():
+                url = f"{svc.url}/v1/predict" + (f"?{query}" if query else "")
                 wrk(url, body, DETECTOR_CONNECTIONS, 2)  # warm-up: the pooled detector objects, the first calls
-                run = wrk(url, body, DETECTOR_CONNECTIONS, seconds)
-                points.append({"detector": name or "default", "answered_by": name or default, **run})
+                answer(url, body)
+                points.append({"detector": label, **wrk(url, body, DETECTOR_CONNECTIONS, seconds)})
+                answer(url, body)
     return {"default_detector": default, "connections": DETECTOR_CONNECTIONS, "points": points}

@@ -421,7 +421,7 @@ def accuracy_section(run: dict, detection: dict | None) -> list[str]:
     out = [
         _source(run),
         "",
-        f"{acc['faces']} labelled faces in {acc['scenes']} scenes (the first scenes of the detection section's set; "
+        f"{acc['faces']} labelled faces in {acc['scenes']} scenes, the detection section's first (labels: "
         f"{acc['labels']}), through the service's `analyse`; a missed face counts as wrong. Models: "
         + ", ".join(f"{size} `{name}`" for size, name in acc["models"].items())
         + f". Each cell: accuracy (classification ms per detected face: crop, align, views, model). Standard error "
@@ -432,32 +432,46 @@ def accuracy_section(run: dict, detection: dict | None) -> list[str]:
         "| detector | detect ms | alignment | views | " + " | ".join(sizes) + " |",
         "|---|---|---|---|" + "---|" * len(sizes),
     ]
-    seen = []
-    for row in acc["rows"]:
-        key = (row["detector"], row["align"], row["views"])
-        if key in seen:
-            continue
-        seen.append(key)
-        name, align, views = key
+    for name, align, views in _settings(acc):
         cells = []
         for size in sizes:
             cell = rows.get(_config(name, align, views, size))
             ms = cell and cell.get("classify_ms_per_face")
             cells.append("—" if cell is None else f"{cell['accuracy']:.1%}" + (f" ({ms:.1f} ms)" if ms else ""))
         marks = [size for size in sizes if acc["defaults"].get(size) == _config(name, align, views, size)]
-        label = name or "none: the 48x48 crop"
         default = f" **default ({', '.join(marks)})**" if marks else ""
         out.append(
-            f"| {label}{default} | {fmt(detect_ms.get(name or ''), '.1f')} | {'on' if align else 'off'} | {views} | "
-            + " | ".join(cells)
+            f"| {name or 'none: the 48x48 crop'}{default} | {fmt(detect_ms.get(name or ''), '.1f')} | "
+            f"{'on' if align else 'off'} | {views} | " + " | ".join(cells) + " |"
+        )
+    common = next(iter(rows.values()))["on_common"]["faces"]
+    out += [
+        "",
+        f"The same rows on the {common} faces every detector found (detectors then differ only in how they frame a "
+        "face; the crops are those faces without a scene):",
+        "",
+        "| detector | alignment | views | " + " | ".join(sizes) + " |",
+        "|---|---|---|" + "---|" * len(sizes),
+    ]
+    for name, align, views in _settings(acc):
+        cells = [rows.get(_config(name, align, views, size)) for size in sizes]
+        out.append(
+            f"| {name or 'none: the 48x48 crop'} | {'on' if align else 'off'} | {views} | "
+            + " | ".join("—" if cell is None else f"{cell['on_common']['accuracy']:.1%}" for cell in cells)
             + " |"
         )
     out += ["", "Paired differences, points ± standard error:", "", "| comparison | " + " | ".join(sizes) + " |"]
     out.append("|---|" + "---|" * len(sizes))
     for label, config, gain in _comparisons(acc):
         cells = [_points(rows.get(config(size), {}).get(gain)) for size in sizes]
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(cell != "—" for cell in cells):
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
     return out
+
+
+def _settings(acc: dict) -> list[tuple[str | None, bool, int]]:
+    """The (detector, alignment, views) of the rows, in the run's order."""
+    return list(dict.fromkeys((row["detector"], row["align"], row["views"]) for row in acc["rows"]))
 
 
 def _config(detector: str | None, align: bool, views: int, size: str) -> str:
@@ -471,7 +485,8 @@ def _comparisons(acc: dict) -> list[tuple[str, Callable[[str], str], str]]:
     out: list[tuple[str, Callable[[str], str], str]] = []
     for name in aligned:
         for views in (1, 16):
-            out.append((f"{name}: aligned vs not, {views} view(s)", partial(_config, name, True, views), "align_gain"))
+            label = f"{name}: aligned vs not ({views} view{'s' if views > 1 else ''})"
+            out.append((label, partial(_config, name, True, views), "align_gain"))
     for name in [*names, None]:
         for views in (2, 16):
             label = f"{name or 'crop'}: {views} views vs 1"
@@ -490,9 +505,10 @@ def http_detectors_section(run: dict) -> list[str]:
         "",
         "Server: `python -m service` with every default setting (one worker, one onnxruntime thread, the default "
         f"size, alignment and views); the 640x480 one-face JPEG at {http['connections']} connections, `wrk -t1` on "
-        f"the same machine. A request naming no detector is answered by {http['default_detector']}.",
+        f"the same machine. A request naming no detector is answered by {http['default_detector']}; `views=N` rows "
+        "name only the views.",
         "",
-        "| detector | req/s | vs the default | p50 ms | p99 ms | errors |",
+        "| request | req/s | vs the default | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|",
     ]
     for p in points:
@@ -525,7 +541,7 @@ def detector_targets(scenes_run: dict | None, http_run: dict | None) -> list[str
         others = ", ".join(
             f"{name} {p['requests_per_s']:.1f} req/s ({p['requests_per_s'] / base['requests_per_s']:.2f}×)"
             for name, p in points.items()
-            if name not in ("default", http_run["http_detectors"]["default_detector"])
+            if name not in ("default", http_run["http_detectors"]["default_detector"]) and "=" not in name
         )
         ok = base["requests_per_s"] >= 150 and base["error_count"] == 0
         out.append(
