@@ -18,11 +18,14 @@ PAPER_XXS_MS = 0.53  # MicroExpNet paper, Table V: XXS on an Intel i7 CPU, per i
 
 
 def load_runs(history: Path) -> list[dict]:
+    """The runs of ``python -m benchmarks``: the folder also keeps other tools' results (benchmarks.api_accuracy),
+    which describe no machine."""
     runs = []
     for path in sorted(history.glob("*.json")):
         run = json.loads(path.read_text())
-        run["file"] = path.name
-        runs.append(run)
+        if "machine" in run:
+            run["file"] = path.name
+            runs.append(run)
     return runs
 
 
@@ -172,7 +175,7 @@ def targets(run: dict) -> list[str]:
     haar = _point(run, "a_haar", "XXS", 8)
     if haar:
         out.append(
-            f"| (a) the same with Haar, the default without YuNet (stated) | {haar['requests_per_s']:.1f} req/s, "
+            f"| (a) the same with Haar (stated) | {haar['requests_per_s']:.1f} req/s, "
             f"p99 {haar['latency_ms']['p99']:.0f} ms, {haar['error_count']} errors | — |"
         )
     b = _point(run, "b_crop", "XXS", 8)
