@@ -28,7 +28,7 @@ HISTORY = REPO / "benchmarks" / "history"
 SECTIONS = ("model", "tensorflow", "detection", "accuracy", "layouts", "http", "detectors", "int8")
 # Scenes for the detection and accuracy sections, full and --quick: the accuracy grid runs each scene 60 times.
 DETECTION_SCENES = {False: (400, 100), True: (40, 10)}  # labelled scenes, face-free scenes
-ACCURACY_SCENES = {False: 300, True: 12}
+ACCURACY_SCENES = {False: 240, True: 12}
 
 
 def official_tf(threads: list[int], seconds: float, rounds: int) -> dict[str, object]:
