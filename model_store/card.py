@@ -82,6 +82,11 @@ def _model_section(meta: ModelMetadata) -> str:
         + (f", temperature {p.temperature:g}, λ {p.kd_lambda:g}" if p.temperature else "")
         + (f"; {p.epochs} epochs, seed {p.seed}" if p.epochs else ""),
         *([f"- recipe: {p.recipe}"] if p.recipe else []),
+        *(
+            [f"- trained by the recipe `{p.recipe_name}`: `python -m trainer run {p.recipe_name}`"]
+            if p.recipe_name
+            else []
+        ),
         f"- accuracy: validation {_pct(m.val_accuracy)}, test {_pct(m.test_accuracy)} (single centre crop), "
         f"test {_pct(m.test_accuracy_8crop)} (8 crops + flips)",
     ]

@@ -53,6 +53,9 @@ class Provenance(_Frozen):
     epochs: int | None = Field(None, description="epochs trained when these weights were saved (the best on val)")
     seed: int | None = None
     recipe: str | None = Field(None, description="optimizer, schedule, batch and augmentation, in words")
+    recipe_name: str | None = Field(
+        None, description="the trainer recipe that trains it (trainer/recipes/NAME.toml: python -m trainer run NAME)"
+    )
     git_commit: str | None = None
 
 

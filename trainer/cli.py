@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import tempfile
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -295,7 +296,8 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     from trainer.experiments import ensemble_run
 
     _, val, test = _splits(args)
-    _print({k: v for k, v in ensemble_run(args.checkpoints, val, test, args.run_dir).items() if k != "test"})
+    result = ensemble_run(args.checkpoints, val, test, args.run_dir, recipe=args.recipe)
+    _print({k: v for k, v in result.items() if k != "test"})
 
 
 def cmd_import_official(args: argparse.Namespace) -> None:
@@ -310,22 +312,71 @@ def cmd_import_official(args: argparse.Namespace) -> None:
     _print({"checkpoint": str(args.out)})
 
 
+def _positional(command: str) -> set[str]:
+    """The command's arguments given without a flag (ensemble's checkpoints)."""
+    parser = _subparsers(build_parser())[command]
+    return {action.dest for action in parser._actions if not action.option_strings}
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def _only(value: str) -> tuple[str, str]:
+    flag, sep, wanted = value.partition("=")
+    if not sep or not flag:
+        raise argparse.ArgumentTypeError(f"--only takes FLAG=VALUE, e.g. size=xxs, not {value!r}")
+    return flag.replace("-", "_"), wanted
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     recipe = load_recipe(args.recipe_name)
-    argv = recipe.argv(args.seed, args.device)
-    run_dir = Path(argv[argv.index("--run-dir") + 1])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.json").write_text(recipe.run_record(args.seed, args.device))
-    recipe_args = build_parser().parse_args(argv)
-    if getattr(recipe_args, "threads", None):
-        torch.set_num_threads(recipe_args.threads)
-    recipe_args.handler(recipe_args)
+    positional = _positional(recipe.command)
+    runs = recipe.plan(args.seed, args.device, dict(args.only))
+    if not runs:
+        raise CLIError(f"recipe {recipe.name} has no run with {' '.join(f'{k}={v}' for k, v in args.only)}")
+    # Every command line is parsed before the first run starts, so a recipe that cannot run fails at once.
+    parsed = [build_parser().parse_args(run.argv(positional)) for run in runs]
+    for run, run_args in zip(runs, parsed, strict=True):
+        Path(run.run_dir).mkdir(parents=True, exist_ok=True)
+        sharing = [other for other in recipe.plan(args.seed, args.device) if other.run_dir == run.run_dir]
+        (Path(run.run_dir) / "recipe.json").write_text(recipe.run_record(sharing, positional))
+        if getattr(run_args, "threads", None):
+            torch.set_num_threads(run_args.threads)
+        run_args.handler(run_args)
+
+
+def _published_by_recipe(store_root: Path) -> dict[str, list[str]]:
+    """recipe name → the store's versions whose metadata names it, e.g. ``dsvgg5_xxs v1``."""
+    published: dict[str, list[str]] = {}
+    if not store_root.is_dir():
+        return published
+    store = ModelStore(store_root)
+    for name in store.models():
+        for version in store.versions(name):
+            recipe = store.metadata(name, version).provenance.recipe_name
+            published.setdefault(recipe or "", []).append(f"{name} v{version}")
+    return published
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:
+    if args.recipe_name is not None:
+        recipe = load_recipe(args.recipe_name)
+        positional = _positional(recipe.command)
+        print(textwrap.fill(f"{recipe.name}: {' '.join(recipe.description.split())}", 120))
+        for run in recipe.plan():
+            print("    python -m trainer " + " ".join(run.argv(positional)))
+        return
+    published = _published_by_recipe(args.store)
     for name in recipe_names():
         recipe = load_recipe(name)
-        print(f"{name}\n    {recipe.command}: {recipe.description}")
+        print(name)
+        text = f"{recipe.command}: {' '.join(recipe.description.split())}"
+        print(textwrap.fill(text, 120, initial_indent="    ", subsequent_indent="    "))
+        if name in published:
+            print(textwrap.fill("published: " + ", ".join(published[name]), 120, initial_indent="    ",
+                                subsequent_indent="    "))  # fmt: skip
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
@@ -411,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("checkpoints", type=Path, nargs="+")
     _add_data(ensemble)
     ensemble.add_argument("--run-dir", type=Path, required=True, help="where result.json and the plot go")
+    ensemble.add_argument("--recipe", default="", help="the recipe this evaluation comes from (set by `trainer run`)")
     ensemble.add_argument("--threads", type=int, default=None)
     ensemble.set_defaults(handler=cmd_ensemble)
 
@@ -423,9 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe_name", metavar="RECIPE", help="a name from `python -m trainer recipes`, or a .toml path")
     run.add_argument("--seed", type=int, help="another seed: the runs go to <run_dir>-seedN")
     run.add_argument("--device", type=_device, help="where the model trains (cpu, cuda, cuda:N)")
+    run.add_argument(
+        "--only",
+        type=_only,
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="only the recipe's runs with this value of a flag, e.g. --only size=xxs (repeatable)",
+    )
     run.set_defaults(handler=cmd_run)
 
-    recipes = commands.add_parser("recipes", help="list the recipes in trainer/recipes/")
+    recipes = commands.add_parser("recipes", help="list the recipes in trainer/recipes/, or show one's command lines")
+    recipes.add_argument("recipe_name", metavar="RECIPE", nargs="?", help="show this recipe's runs")
+    recipes.add_argument(
+        "--store", type=Path, default=Path("models"), help="list the versions of this store each recipe made"
+    )
     recipes.set_defaults(handler=cmd_recipes)
 
     publish = commands.add_parser(

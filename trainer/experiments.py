@@ -102,7 +102,9 @@ def _test_scores(model: nn.Module, spec: PreprocessSpec, test: FaceDataset, run_
     return {"test_accuracy": centre.accuracy, "test_accuracy_8crop": eight.accuracy, "test": centre.to_dict()}
 
 
-def ensemble_run(checkpoint_paths: Sequence[Path], val: FaceDataset, test: FaceDataset | None, run_dir: Path) -> dict:
+def ensemble_run(
+    checkpoint_paths: Sequence[Path], val: FaceDataset, test: FaceDataset | None, run_dir: Path, recipe: str = ""
+) -> dict:
     """Evaluate trained models as one (mean logits) and write ``result.json`` like a training run's."""
     done = run_dir / RESULT
     if done.exists():
@@ -116,6 +118,7 @@ def ensemble_run(checkpoint_paths: Sequence[Path], val: FaceDataset, test: FaceD
         "parameters": count_parameters(model),
         "val_accuracy": evaluate(model, val, spec).accuracy,
         "temperature": None,
+        "recipe": recipe,
     }
     if test is not None:
         result |= _test_scores(model, spec, test, run_dir)

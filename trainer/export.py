@@ -130,6 +130,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
     inputs = to_tensor(faces if faces is not None else parity_faces(checkpoint), spec)
     check_parity(model, path, inputs)
     provenance = checkpoint.provenance
+    config = TrainConfig.from_dict(provenance["config"]) if provenance.get("config") else None
     draft = ModelDraft(
         family=family,
         size=size,
@@ -143,7 +144,8 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
             **{k: provenance.get(k) for k in ("split", "temperature", "kd_lambda", "epochs", "seed")},
             dataset=_portable_dataset(provenance.get("dataset")),
             teacher=_portable_teacher(provenance.get("teacher")),
-            recipe=TrainConfig.from_dict(provenance["config"]).describe() if provenance.get("config") else None,
+            recipe=config.describe() if config else None,
+            recipe_name=(config.recipe or None) if config else None,
             git_commit=_git_commit(),
         ),
         metrics=Metrics(**{k: v for k, v in checkpoint.metrics.items() if k in Metrics.model_fields}),
