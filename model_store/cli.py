@@ -1,8 +1,9 @@
 """``python -m model_store`` (``microexp-store``): list, inspect, publish, promote, roll back and verify models.
 
 A command naming a size acts on the model the service answers that size with (``MICROEXP_FAMILY``'s family if set,
-else the most accurate on validation) unless ``--family`` names another. Publishing a training checkpoint is the
-trainer's command (``python -m trainer publish``), which exports it and then calls ``publish_file`` here.
+else the store's decision for the size, ``default``) unless ``--family`` names another. Publishing a training
+checkpoint is the trainer's command (``python -m trainer publish``), which exports it and then calls
+``publish_file`` here.
 
 Errors a user can cause (unknown size or version, a path that is not a store, a bad draft) end with exit status 2
 and one line on stderr; ``verify`` exits 1 when it finds problems.
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     promote_cmd.add_argument("version", metavar="VERSION", type=int)
     rollback = command("rollback", _rollback, "serve the previously promoted version again", family)
     rollback.add_argument("size", metavar="SIZE")
+    default = command(
+        "default", _default, "make MODEL answer requests that name SIZE and no family; WHY: the measurements"
+    )
+    default.add_argument("size", metavar="SIZE")
+    default.add_argument("model", metavar="MODEL", help="a model name in the store, e.g. dsvgg5-ferplus_m")
+    default.add_argument("--why", required=True, help="the measurements behind the decision, for /v1/models")
     command("verify", _verify, "check every version's files against its metadata, and the face detector's file")
     command("card", _card, "write MODEL_CARD.md for the served versions into the store")
     remove = command("remove", _remove, "delete a version that is not the served one", family)
@@ -120,6 +127,16 @@ def _list(args: argparse.Namespace) -> int:
                 f"{name:<20} {version:>7}  {mark:<6} {metadata.parameters:>10} {metadata.file_bytes:>10} "
                 f"{shown:>8}  {created}"
             )
+    return 0
+
+
+def _default(args: argparse.Namespace) -> int:
+    store = ModelStore(args.store)
+    try:
+        store.set_default(args.size, args.model, args.why)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"{args.size.upper()} → {args.model}")
     return 0
 
 

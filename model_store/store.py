@@ -7,6 +7,7 @@ Layout (see docs/model_store.md)::
     <root>/<family>_<size>/<N>/model.onnx      immutable version folders
     <root>/<family>_<size>/<N>/metadata.json
     <root>/face_detection_yunet_2023mar.onnx   the service's default face detector (sha256 known to the code)
+    <root>/defaults.json                       which model answers each size by default, and why (optional)
 
 Readers never lock: a version appears by one atomic rename of a fully written folder, and the pointer and
 config by ``os.replace``. Writers of one model serialise on an ``fcntl`` lock on ``<model>/.lock``.
@@ -34,12 +35,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model_store import triton
 from model_store.faces import YUNET_FILE_NAME, yunet_model_problem
 from model_store.metadata import ModelDraft, ModelMetadata, validation_summary
-from model_store.vocabulary import DEFAULT_FAMILY, MODEL_NAME_PATTERN, model_name, parse_size, split_model_name
+from model_store.vocabulary import (
+    DEFAULT_FAMILY,
+    MODEL_NAME_PATTERN,
+    Size,
+    model_name,
+    parse_size,
+    split_model_name,
+)
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.pbtxt"
 POINTER_FILE = "served"
+# A plain file at the root (Triton and the listing pass over files): the model each size answers with by default.
+DEFAULTS_FILE = "defaults.json"
 # Hidden names: Triton and the listing skip them. The lock file also remembers the last version number
 # handed out, so a removed version's number is never reused for a different model.
 _LOCK_FILE = ".lock"
@@ -122,13 +132,37 @@ class _Pointer(BaseModel):
     history: list[int] = []
 
 
-def default_model(served: Mapping[str, ModelMetadata], size: str, family: str | None = None) -> str | None:
+class SizeDefault(BaseModel):
+    """The model answering one size by default, and the measurements that chose it (docs/results.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(pattern=MODEL_NAME_PATTERN.pattern)
+    why: str = Field(min_length=1)
+
+
+class StoreDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sizes: dict[Size, SizeDefault] = {}
+
+
+def default_model(
+    served: Mapping[str, ModelMetadata],
+    size: str,
+    family: str | None = None,
+    chosen: Mapping[str, SizeDefault] | None = None,
+) -> str | None:
     """Of the models whose served versions are ``served`` (name → metadata), the one that answers requests naming
-    ``size`` and no family: ``family``'s when given, else the one with the best validation accuracy. Ties (and
-    models without a validation figure) go to MicroExpNet, then to the name."""
+    ``size`` and no family: ``family``'s when given, else the store's decision for the size (``chosen``, from
+    ``defaults.json``) while that model is served, else the one with the best validation accuracy. That last rule
+    is only a fallback for stores without decisions: it compares figures measured on whatever validation set each
+    model had. Ties (and models without a validation figure) go to MicroExpNet, then to the name."""
     candidates = [name for name in served if split_model_name(name)[1] == size]
     if family is not None:
         candidates = [name for name in candidates if split_model_name(name)[0] == family]
+    elif chosen is not None and size in chosen and chosen[size].model in candidates:
+        return chosen[size].model
     return max(candidates, default=None, key=lambda name: (
         served[name].metrics.val_accuracy or 0.0,
         split_model_name(name)[0] == DEFAULT_FAMILY,
@@ -182,10 +216,22 @@ class ModelStore:
             for name in self.models()
             if split_model_name(name)[1] == size
         }
-        name = default_model(served, size)
+        name = default_model(served, size, chosen=self.defaults().sizes)
         if name is None:
             raise UnknownModelError(f"no {size} model in {self.root}; models: {', '.join(self.models()) or 'none'}")
         return name
+
+    def defaults(self) -> StoreDefaults:
+        """The store's decisions of which model answers each size (``defaults.json``); none when it has no file."""
+        path = self.root / DEFAULTS_FILE
+        try:
+            return StoreDefaults.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return StoreDefaults()
+        except OSError as error:
+            raise IntegrityError(path, f"unreadable ({error.strerror})") from None
+        except ValidationError as error:
+            raise IntegrityError(path, f"invalid defaults: {validation_summary(error)}") from None
 
     def metadata(self, name: str, version: int) -> ModelMetadata:
         path = self._version_dir(name, version) / METADATA_FILE
@@ -236,11 +282,27 @@ class ModelStore:
                     served = metadata
             if served is not None:
                 problems.extend(self._config_problems(name, served))
-        return problems
+        return problems + self._defaults_problems()
+
+    def _defaults_problems(self) -> list[Problem]:
+        path = self.root / DEFAULTS_FILE
+        try:
+            chosen = self.defaults().sizes
+        except IntegrityError as error:
+            return [Problem(error.path, error.reason)]
+        models = self.models()
+        return [
+            Problem(path, f"{size}: {default.model} is not a model in the store")
+            if default.model not in models
+            else Problem(path, f"{size}: {default.model} is not a {size} model")
+            for size, default in chosen.items()
+            if default.model not in models or split_model_name(default.model)[1] != size
+        ]
 
     def fingerprint(self) -> str:
-        """Changes whenever a model, version, pointer, config or model file changes; only stats, no reads."""
-        digest = hashlib.sha256()
+        """Changes whenever a model, version, pointer, config, model file or the defaults change; only stats, no
+        reads."""
+        digest = hashlib.sha256(_stat_line(self.root / DEFAULTS_FILE))
         for folder in _visible_dirs(self.root):
             for entry in sorted(_visible(folder), key=lambda entry: entry.name):
                 path = Path(entry.path)
@@ -251,6 +313,18 @@ class ModelStore:
         return digest.hexdigest()
 
     # Writing ------------------------------------------------------------------------------------------
+
+    def set_default(self, size: str, name: str, why: str) -> None:
+        """Make ``name`` (a model of ``size`` in the store) answer requests naming ``size`` and no family."""
+        size = parse_size(size)
+        if name not in self.models():
+            raise UnknownModelError(f"no model {name!r} in {self.root}; models: {', '.join(self.models())}")
+        if split_model_name(name)[1] != size:
+            raise UnknownModelError(f"{name} is not a {size} model")
+        with _locked(self.root):
+            current = self.defaults()
+            chosen = StoreDefaults(sizes={**current.sizes, size: SizeDefault(model=name, why=why)})
+            _replace_text(self.root / DEFAULTS_FILE, chosen.model_dump_json(indent=2) + "\n")
 
     def publish(self, onnx_path: Path, draft: ModelDraft) -> int:
         """Store a new immutable version and return its number; the file is first checked against the draft."""

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model_store.store import ModelStore, StoreError, default_model
+from model_store.store import ModelStore, SizeDefault, StoreError, default_model
 from model_store.vocabulary import SIZES, model_name, split_model_name
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel, load_model
@@ -39,6 +39,7 @@ class Catalog:
     models: Mapping[str, Mapping[int, LoadedModel]] = field(default_factory=dict)  # name → version → model
     served: Mapping[str, int] = field(default_factory=dict)  # name → version served by default
     defaults: Mapping[str, str] = field(default_factory=dict)  # size → name answering requests naming no family
+    decisions: Mapping[str, SizeDefault] = field(default_factory=dict)  # size → the store's choice and its reasons
     refused: tuple[Refusal, ...] = ()
     fingerprint: str | None = None
 
@@ -143,7 +144,13 @@ class ModelRegistry:
             if loaded:
                 models[name] = loaded
                 served[name] = self._served(store, name, loaded, previous, refused)
-        defaults = self._defaults({name: models[name][version] for name, version in served.items()})
+        try:
+            chosen = store.defaults().sizes
+        except StoreError as error:
+            log.error("ignored the store's defaults: %s", error)
+            refused.append(Refusal("defaults", None, str(error)))
+            chosen = {}
+        defaults = self._defaults({name: models[name][version] for name, version in served.items()}, chosen)
         log.info(
             "models loaded",
             extra={
@@ -154,12 +161,12 @@ class ModelRegistry:
                 }
             },
         )
-        return Catalog(models, served, defaults, tuple(refused), fingerprint)
+        return Catalog(models, served, defaults, chosen, tuple(refused), fingerprint)
 
-    def _defaults(self, served: Mapping[str, LoadedModel]) -> dict[str, str]:
+    def _defaults(self, served: Mapping[str, LoadedModel], chosen: Mapping[str, SizeDefault]) -> dict[str, str]:
         """size → the model name that answers requests naming no family."""
         metadata = {name: model.metadata for name, model in served.items()}
-        defaults = {size: default_model(metadata, size, self.family) for size in SIZES}
+        defaults = {size: default_model(metadata, size, self.family, chosen) for size in SIZES}
         return {size: name for size, name in defaults.items() if name is not None}
 
     def _load(self, store: ModelStore, name: str, version: int, previous: Catalog) -> LoadedModel:

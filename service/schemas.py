@@ -89,6 +89,11 @@ class ModelEntry(BaseModel):
     family: str = Field(description="`?family=` takes it")
     size: Size
     default: bool = Field(description="answers requests that name this size and no family")
+    why_default: str | None = Field(
+        None, description="the measurements for which the store made it the size's default, when it did"
+    )
+    labels: list[str] = Field(description="what the served version answers, in output order")
+    dataset: str | None = Field(description="what the served version was trained on")
     default_version: int = Field(description="served when a request names no version")
     versions: list[ModelMetadata]
 

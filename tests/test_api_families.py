@@ -79,3 +79,25 @@ def test_a_configured_family_pins_the_default(two_families: ModelStore) -> None:
     with TestClient(create_app(settings)) as client:
         assert architecture(client, "model=xxs") == ("microexpnet_xxs", 1)
         assert architecture(client, "model=xxs&arch=dsresnet") == ("dsresnet_xxs", 1)
+
+
+def test_the_stores_decision_answers_a_size_and_says_why(two_families: ModelStore) -> None:
+    two_families.set_default("XXS", "microexpnet_xxs", why="more accurate on photographs (measured)")
+    with TestClient(create_app(Settings(store=two_families.root, reload_interval=0))) as client:
+        assert architecture(client, "model=xxs") == ("microexpnet_xxs", 1)  # not the better one on validation
+        assert architecture(client, "model=s") == ("microexpnet_s", 2)  # sizes without a decision: the fallback
+        xxs = {entry["name"]: entry for entry in client.get("/v1/models").json()["models"] if entry["size"] == "XXS"}
+        assert xxs["microexpnet_xxs"]["default"] and xxs["microexpnet_xxs"]["why_default"].startswith("more accurate")
+        assert xxs["dsresnet_xxs"]["why_default"] is None and len(xxs["dsresnet_xxs"]["labels"]) == 7
+    pinned = Settings(store=two_families.root, family="dsresnet", reload_interval=0)
+    with TestClient(create_app(pinned)) as client:
+        assert architecture(client, "model=xxs") == ("dsresnet_xxs", 1)  # a configured family outranks the store
+
+
+def test_a_broken_defaults_file_is_reported_and_the_fallback_serves(two_families: ModelStore) -> None:
+    (two_families.root / "defaults.json").write_text('{"sizes": {"XXS": {"model": "../etc", "why": "x"}}}')
+    assert any("defaults.json" in str(problem) for problem in two_families.verify())
+    with TestClient(create_app(Settings(store=two_families.root, reload_interval=0))) as client:
+        assert architecture(client, "model=xxs") == ("dsresnet_xxs", 1)
+        refused = client.get("/v1/models").json()["refused"]
+        assert [entry["name"] for entry in refused] == ["defaults"]

@@ -402,3 +402,26 @@ def test_verify_names_a_missing_or_corrupted_face_detector(store: ModelStore, da
     assert problem.path == detector
     assert {"deleted": "not found", "flipped byte": "sha256", "a folder": "unreadable"}[damage] in problem.message
     assert "models/" in problem.message  # where to get the right file
+
+
+def test_a_sizes_default_names_a_model_of_that_size_in_the_store(store: ModelStore, tmp_path: Path) -> None:
+    publish_tiny(store, tmp_path / "work")
+    with pytest.raises(UnknownModelError, match="no model 'dsvgg_xxs'"):
+        store.set_default("XXS", "dsvgg_xxs", why="x")
+    with pytest.raises(UnknownModelError, match="not a M model"):
+        store.set_default("m", NAME, why="x")
+    before = store.fingerprint()
+    store.set_default("xxs", NAME, why="measured")
+    assert store.defaults().sizes["XXS"].model == NAME and store.default_name("XXS") == NAME
+    assert store.fingerprint() != before, "a new decision reloads the service"
+    assert store.verify() == []
+    assert store.models() == [NAME], "the defaults file is not taken for a model"
+
+
+def test_verify_reports_a_default_that_no_longer_exists(store: ModelStore, tmp_path: Path) -> None:
+    publish_tiny(store, tmp_path / "work")
+    store.set_default("XXS", NAME, why="measured")
+    (store.root / "defaults.json").write_text(
+        (store.root / "defaults.json").read_text().replace(NAME, "dsvgg_xxs")
+    )
+    assert [problem.message for problem in store.verify()] == ["XXS: dsvgg_xxs is not a model in the store"]

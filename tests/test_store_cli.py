@@ -125,6 +125,13 @@ def test_store_option_after_the_command(store: ModelStore, capsys: pytest.Captur
     assert json.loads(capsys.readouterr().out)["version"] == 2
 
 
+def test_default_records_the_sizes_model_and_why(store: ModelStore, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(store.root, "default", "xxs", NAME, "--why", "measured on photographs") == 0
+    assert capsys.readouterr().out.strip() == f"XXS → {NAME}"
+    assert store.defaults().sizes["XXS"].why == "measured on photographs"
+    assert run(store.root, "verify") == 0
+
+
 def test_verify_exits_1_and_names_the_corrupted_file(store: ModelStore, capsys: pytest.CaptureFixture[str]) -> None:
     model = store.root / NAME / "1" / "model.onnx"
     model.write_bytes(model.read_bytes()[:-1])
@@ -146,6 +153,8 @@ def test_verify_exits_1_and_names_the_corrupted_file(store: ModelStore, capsys: 
         (["promote", "XXS", "9"], ["no version 9"]),
         (["remove", "XXS", "2"], ["served version"]),
         (["publish-onnx", "missing.onnx", "--metadata", "missing.json"], ["missing.json"]),
+        (["default", "M", NAME, "--why", "x"], ["not a M model"]),
+        (["default", "XXL", NAME, "--why", "x"], ["unknown size 'XXL'"]),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(

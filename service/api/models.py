@@ -10,11 +10,29 @@ from model_store.vocabulary import SIZES, split_model_name
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
 from service.errors import responses
-from service.registry import ModelRegistry
+from service.registry import Catalog, ModelRegistry
 from service.schemas import ModelEntry, ModelsResponse, refused_versions
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["models"])
+
+
+def _entry(catalog: Catalog, name: str) -> ModelEntry:
+    family, size = split_model_name(name)
+    served = catalog.models[name][catalog.served[name]].metadata
+    default = catalog.defaults.get(size) == name
+    decision = catalog.decisions.get(size)
+    return ModelEntry(
+        name=name,
+        family=family,
+        size=size,
+        default=default,
+        why_default=decision.why if default and decision is not None and decision.model == name else None,
+        labels=served.labels,
+        dataset=served.provenance.dataset,
+        default_version=catalog.served[name],
+        versions=[catalog.models[name][v].metadata for v in sorted(catalog.models[name])],
+    )
 
 
 @router.get(
@@ -36,16 +54,6 @@ async def list_models(
         families=catalog.families,
         detectors=available.names,
         default_detector=available.default,
-        models=[
-            ModelEntry(
-                name=name,
-                family=split_model_name(name)[0],
-                size=split_model_name(name)[1],
-                default=catalog.defaults.get(split_model_name(name)[1]) == name,
-                default_version=catalog.served[name],
-                versions=[catalog.models[name][v].metadata for v in sorted(catalog.models[name])],
-            )
-            for name in sorted(catalog.models, key=order)
-        ],
+        models=[_entry(catalog, name) for name in sorted(catalog.models, key=order)],
         refused=refused_versions(catalog.refused),
     )
