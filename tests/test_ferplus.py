@@ -157,6 +157,8 @@ def test_a_recipe_trains_from_a_published_model_on_ferplus_and_exports_eight_cla
     assert json.loads((run / "recipe.json").read_text())["recipe"]["args"]["family"] == "dsvgg5"
     _, draft = export_checkpoint(run / "best.pt", tmp_path / "export")
     assert len(draft.labels) == 8 and "contempt" in draft.labels
+    # Published beside the FER2013 model of the same architecture, under a family that names its data.
+    assert (draft.family, draft.architecture) == ("dsvgg5-ferplus", "dsvgg5_xxs")
     assert "probability protocol" in draft.provenance.recipe and "started from" in draft.provenance.recipe
 
 

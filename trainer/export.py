@@ -115,6 +115,17 @@ def _portable_teacher(described: str | None) -> str | None:
     return ", ".join(checkpoint_identity(m) if m.is_file() else str(m) for m in members)
 
 
+# Datasets whose models are published under their architecture family's bare name (``dsvgg5_m``); a model trained on
+# any other dataset kind carries it in its family (``dsvgg5-ferplus_m``), so models of one architecture trained on
+# different data (and label sets) sit side by side in the store and are asked for by name.
+BARE_FAMILY_DATASETS = ("fer2013", "fer2013-csv")
+
+
+def published_family(family: str, dataset: str | None) -> str:
+    kind = (dataset or "").partition(":")[0]
+    return family if not kind or kind in BARE_FAMILY_DATASETS else f"{family}-{kind}"
+
+
 def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None) -> tuple[Path, ModelDraft]:
     """Export a student's ``best.pt`` into ``out_dir/model.onnx``; returns it with the draft metadata to publish."""
     checkpoint = ModelCheckpoint.load(checkpoint_path)
@@ -132,7 +143,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
     provenance = checkpoint.provenance
     config = TrainConfig.from_dict(provenance["config"]) if provenance.get("config") else None
     draft = ModelDraft(
-        family=family,
+        family=published_family(family, provenance.get("dataset")),
         size=size,
         architecture=checkpoint.arch,
         parameters=count_parameters(model),
