@@ -29,6 +29,7 @@ from trainer.experiments import cross_validate, sweep_temperatures, train_run
 from trainer.label_targets import LABEL_MODES
 from trainer.models.microexpnet import POOLINGS
 from trainer.recipe import RecipeError, load_recipe, recipe_names
+from trainer.records import RunResult
 from trainer.train import ResumeError
 
 TEMPERATURES = (2.0, 4.0, 8.0, 16.0, 20.0, 32.0, 64.0)
@@ -203,10 +204,16 @@ def _print(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _summary(result: RunResult) -> dict[str, object]:
+    """A run's result without its per-class test metrics, for the terminal."""
+    return result.model_dump(exclude={"test"}, exclude_none=True)
+
+
 def cmd_teacher(args: argparse.Namespace) -> None:
     train, val, test = _splits(args)
     config = _config(args, args.arch, spec_for(args.input_size), channels_last=True)
-    _print(train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet, device=args.device))
+    result = train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet, device=args.device)
+    _print(_summary(result))
 
 
 def cmd_student(args: argparse.Namespace) -> None:
@@ -219,7 +226,7 @@ def cmd_student(args: argparse.Namespace) -> None:
             config, train, val, _size_dir(args, size), logits=logits, test=test, progress=not args.quiet,
             device=args.device,
         )  # fmt: skip
-        _print({"size": size} | {k: v for k, v in result.items() if k != "test"})
+        _print({"size": size} | _summary(result))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -227,13 +234,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     logits = _teacher_logits(args, train)
     for size in _sizes(args.size):
         base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, _teacher_name(args)))
-        best, results = sweep_temperatures(
+        sweep = sweep_temperatures(
             base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet,
             device=args.device,
         )  # fmt: skip
-        _print(
-            {"size": size, "best_temperature": best, "val_accuracy": {t: r["val_accuracy"] for t, r in results.items()}}
-        )
+        accuracies = {t: r.val_accuracy for t, r in sweep.results.items()}
+        _print({"size": size, "best_temperature": sweep.best_temperature, "val_accuracy": accuracies})
 
 
 def cmd_cv(args: argparse.Namespace) -> None:
@@ -275,7 +281,7 @@ def cmd_conclude(args: argparse.Namespace) -> None:
         if not (run_dir / "best.pt").exists():
             raise CLIError(f"{run_dir} holds no trained epoch (no best.pt)")
         result = conclude_run(run_dir, test, finished=False)
-        _print({"run": str(run_dir)} | {k: v for k, v in result.items() if k != "test"})
+        _print({"run": str(run_dir)} | _summary(result))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -289,7 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if list(dataset.classes) != checkpoint.labels:
         raise CLIError(f"checkpoint predicts {checkpoint.labels}, the dataset has {list(dataset.classes)}")
     metrics = evaluate(checkpoint.build_model(), dataset, checkpoint.preprocess, args.views, args.views == "eight")
-    _print(metrics.to_dict())
+    _print(metrics.model_dump())
 
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
@@ -297,7 +303,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
 
     _, val, test = _splits(args)
     result = ensemble_run(args.checkpoints, val, test, args.run_dir, recipe=args.recipe)
-    _print({k: v for k, v in result.items() if k != "test"})
+    _print(_summary(result))
 
 
 def cmd_import_official(args: argparse.Namespace) -> None:

@@ -45,16 +45,3 @@ def make_folds(dataset: FaceDataset, k: int, mode: SplitMode, seed: int = 0) -> 
         assignment = np.empty(len(dataset), dtype=int)
         assignment[rng.permutation(len(dataset))] = np.arange(len(dataset)) % k
     return [Fold(i, np.flatnonzero(assignment != i), np.flatnonzero(assignment == i)) for i in range(k)]
-
-
-@dataclass
-class CVResult:
-    fold_accuracies: list[float]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.fold_accuracies))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.fold_accuracies))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -12,6 +11,7 @@ from torch import nn
 from model_store.preprocess import PreprocessSpec, centre_crop, eight_crops, to_grid
 from trainer.augment import scale
 from trainer.data import FaceDataset
+from trainer.records import TestMetrics
 
 Views = Literal["centre", "eight"]
 
@@ -46,26 +46,13 @@ def predict_logits(
     return torch.cat(out) if out else torch.empty(0)
 
 
-@dataclass
-class Metrics:
-    accuracy: float
-    per_class_precision: dict[str, float]
-    per_class_recall: dict[str, float]
-    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted, in `classes` order
-    classes: list[str]
-    count: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def compute_metrics(predicted: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | list[str]) -> Metrics:
+def compute_metrics(predicted: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | list[str]) -> TestMetrics:
     k = len(classes)
     matrix = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
     tp = np.diag(matrix).astype(float)
     precision = np.divide(tp, matrix.sum(0), out=np.zeros(k), where=matrix.sum(0) > 0)
     recall = np.divide(tp, matrix.sum(1), out=np.zeros(k), where=matrix.sum(1) > 0)
-    return Metrics(
+    return TestMetrics(
         accuracy=float(tp.sum() / max(1, matrix.sum())),
         per_class_precision={c: round(float(p), 4) for c, p in zip(classes, precision, strict=True)},
         per_class_recall={c: round(float(r), 4) for c, r in zip(classes, recall, strict=True)},
@@ -77,6 +64,6 @@ def compute_metrics(predicted: np.ndarray, labels: np.ndarray, classes: tuple[st
 
 def evaluate(
     model: nn.Module, dataset: FaceDataset, spec: PreprocessSpec, views: Views = "centre", flip: bool = False
-) -> Metrics:
+) -> TestMetrics:
     logits = predict_logits(model, prepare_grids(dataset, spec), spec, views, flip)
     return compute_metrics(logits.argmax(1).numpy(), dataset.labels, dataset.classes)

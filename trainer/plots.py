@@ -11,18 +11,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
+from trainer.records import EpochRecord
 
-def learning_curves(history: Sequence[dict], path: Path, title: str = "") -> None:
-    epochs = [h["epoch"] for h in history]
+
+def learning_curves(history: Sequence[EpochRecord], path: Path, title: str = "") -> None:
+    epochs = [h.epoch for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    loss_ax.plot(epochs, [h["train_loss"] for h in history])
+    loss_ax.plot(epochs, [h.train_loss for h in history])
     loss_ax.set(xlabel="epoch", ylabel="training loss")
-    acc_ax.plot(epochs, [h["train_accuracy"] for h in history], label="train")
-    averaged = bool(history) and "trained_val_accuracy" in history[0]  # a run that validates its weight average
+    acc_ax.plot(epochs, [h.train_accuracy for h in history], label="train")
+    averaged = bool(history) and history[0].trained_val_accuracy is not None  # a run validating its weight average
     val_label = "validation, weight average" if averaged else "validation"
-    acc_ax.plot(epochs, [h["val_accuracy"] for h in history], label=val_label)
+    acc_ax.plot(epochs, [h.val_accuracy for h in history], label=val_label)
     if averaged:
-        acc_ax.plot(epochs, [h["trained_val_accuracy"] for h in history], label="validation, trained weights")
+        acc_ax.plot(epochs, [h.trained_val_accuracy for h in history], label="validation, trained weights")
     acc_ax.set(xlabel="epoch", ylabel="accuracy")
     acc_ax.legend()
     fig.suptitle(title)
