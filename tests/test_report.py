@@ -1,100 +1,110 @@
+"""The report's tables pick runs by the recipe each run records, wherever its folder is."""
+
 import json
 
-from trainer.report import report, selected_temperature
+from trainer.config import KDConfig, TrainConfig
+from trainer.records import CellResult, RunResult, SweepResult, TestMetrics
+from trainer.report import find_cells, report, selected_temperature
+
+TEST = TestMetrics(
+    accuracy=0.55, per_class_precision={}, per_class_recall={}, confusion_matrix=[[3, 1], [0, 4]],
+    classes=["happiness", "sadness"], count=8,
+)  # fmt: skip
 
 
-def _cell(root, name, mean, folds_val):
-    cell = root / name
-    cell.mkdir(parents=True)
-    (cell / "result.json").write_text(json.dumps({"mean": mean, "std": 0.01}))
-    for i, val in enumerate(folds_val):
-        (cell / f"fold{i}").mkdir()
-        (cell / f"fold{i}" / "result.json").write_text(json.dumps({"val_accuracy": val}))
+def _run(root, folder, recipe, arch, val, test, temperature=None, seed=0, **extra):
+    run = root / folder
+    run.mkdir(parents=True)
+    kd = KDConfig(temperature) if temperature else None
+    (run / "config.json").write_text(json.dumps(TrainConfig(arch=arch, seed=seed, recipe=recipe, kd=kd).to_dict()))
+    RunResult(
+        arch=arch, parameters=1000, val_accuracy=val, test_accuracy=test, test_accuracy_8crop=test,
+        temperature=temperature, test=TEST, **extra,
+    ).write(run / "result.json")  # fmt: skip
+    return run
 
 
-def test_report_builds_the_papers_tables_and_picks_t_without_looking_at_test(tmp_path):
-    sweep = tmp_path / "ckplus" / "subject-k5"  # the temperature sweep picks T for the 10-fold table
-    _cell(sweep, "xxs-p12-kd-T4", 0.80, [0.5, 0.5])  # best on test, worse on the selection splits
-    _cell(sweep, "xxs-p12-kd-T8", 0.75, [0.7, 0.7])
-    grid = tmp_path / "ckplus" / "subject-k10"
-    _cell(grid, "xxs-p12-vanilla", 0.70, [0.6, 0.6])
-    _cell(grid, "xxs-p12-kd-T4", 0.60, [0.9, 0.9])  # an extra cell: the sweep's choice, not this, counts
-    _cell(grid, "xxs-p12-kd-T8", 0.75, [0.7, 0.7])
-    _cell(tmp_path / "ckplus" / "random-k5", "m-p1-vanilla", 0.77, [0.7])
-    test = {"accuracy": 0.55, "confusion_matrix": [[3, 1], [0, 4]], "classes": ["happiness", "sadness"]}
-    for kind, accuracy, temperature in (("vanilla", 0.52, None), ("kd", 0.55, 4.0)):
-        fer = tmp_path / "fer2013" / kind / "xxs"
-        fer.mkdir(parents=True)
-        (fer / "result.json").write_text(json.dumps({
-            "arch": "microexpnet_xxs", "parameters": 64951, "val_accuracy": 0.51, "test_accuracy": accuracy,
-            "test_accuracy_8crop": 0.53, "temperature": temperature, "test": test,
-        }))  # fmt: skip
-    fer_sweep = tmp_path / "fer2013" / "sweep" / "xxs"
-    fer_sweep.mkdir(parents=True)
-    results = {"2.0": {"val_accuracy": 0.40}, "4.0": {"val_accuracy": 0.45}}
-    (fer_sweep / "sweep.json").write_text(json.dumps({"best_temperature": 4.0, "results": results}))
-    assert selected_temperature(sweep, "XXS") == 8.0
+def _cell(root, folder, recipe, size, accuracies, selection, mode="subject", pooling="p12", temperature=None):
+    cell = root / "ckplus" / folder
+    arch = f"microexpnet_{size}"
+    kd = KDConfig(temperature) if temperature else None
+    config = TrainConfig(arch=arch, model_kwargs={"pooling": pooling}, recipe=recipe, kd=kd)
+    for i, val in enumerate(selection):
+        (cell / f"fold{i}").mkdir(parents=True)
+        (cell / f"fold{i}" / "config.json").write_text(json.dumps(config.to_dict()))
+        RunResult(arch=arch, parameters=1000, val_accuracy=val).write(cell / f"fold{i}" / "result.json")
+    CellResult(mode=mode, folds=len(accuracies), fold_accuracies=accuracies, arch=arch, kd=kd is not None).write(
+        cell / "result.json"
+    )
+
+
+def test_tables_pick_runs_by_their_recorded_recipe_and_t_without_looking_at_test(tmp_path):
+    # Folder names say nothing: the recipes the runs record place them.
+    _cell(tmp_path, "a/one", "ckplus-temperature", "xxs", [0.79, 0.81], [0.5, 0.5], temperature=4.0)  # best on test
+    _cell(tmp_path, "a/two", "ckplus-temperature", "xxs", [0.74, 0.76], [0.7, 0.7], temperature=8.0)
+    _cell(tmp_path, "b/one", "ckplus-vanilla", "xxs", [0.69, 0.71], [0.6, 0.6])
+    _cell(tmp_path, "b/two", "ckplus-kd", "xxs", [0.74, 0.76], [0.7, 0.7], temperature=8.0)
+    _cell(tmp_path, "c", "ckplus-pooling", "m", [0.76, 0.78], [0.7], mode="random", pooling="p1")
+    _run(tmp_path, "fer2013/x", "fer2013-vanilla", "microexpnet_xxs", 0.51, 0.52)
+    _run(tmp_path, "fer2013/y", "fer2013-kd", "microexpnet_xxs", 0.51, 0.55, 4.0)
+    sweep = tmp_path / "fer2013" / "z"
+    sweep.mkdir(parents=True)
+    results = {t: RunResult(arch="microexpnet_xxs", parameters=1, val_accuracy=v) for t, v in ((2.0, 0.4), (4.0, 0.45))}
+    SweepResult(best_temperature=4.0, results=results).write(sweep / "sweep.json")
+
+    assert selected_temperature(find_cells(tmp_path / "ckplus"), "XXS") == 8.0
     text = report(tmp_path, tmp_path / "figures")
-    assert "| XXS | 70.0 ± 1.0 | 75.0 ± 1.0 | 8.0 | +5.0 |" in text
-    assert "| MicroExpNet-XXS vanilla | 64,951 | 51.0 | 52.0 | 53.0 |  |" in text
-    assert "| M | — | 77.0 ± 1.0 | — |" in text
+    assert "| XXS | 70.0 ± 1.0 | 75.0 ± 1.0 | 8.0 | 8.0 | +5.0 |" in text  # CK+ vanilla vs KD
+    assert "| microexpnet_xxs | fer2013-vanilla | 1,000 | 51.0 | 52.0 | 52.0 |  |" in text
+    assert "| M | — | 77.0 ± 1.0 | — |" in text  # pooling p1, random folds
     assert "| XXS | 80.0 ± 1.0 | 75.0 ± 1.0 |" in text  # accuracy vs temperature (Fig. 1)
-    assert "| XXS | 52.0 | 55.0 | +3.0 | 53.0 | 53.0 |" in text  # KD vs vanilla on FER2013
+    assert "| XXS | 52.0 | 55.0 | +3.0 | 52.0 | 55.0 |" in text  # KD vs vanilla on FER2013
     assert "| XXS | 40.0 | 45.0 | 4 |" in text  # the sweep and the T it chose
     figures = {path.name for path in (tmp_path / "figures").iterdir()}
     assert figures == {"fer2013_kd_xxs.png", "fer2013_sweep.png", "ckplus_accuracy_vs_temperature.png"}
 
 
-def _fer_run(root, name, arch, val, test_accuracy, temperature=None, **extra):
-    run = root / "fer2013" / name
-    run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({
-        "arch": arch, "parameters": 1000, "val_accuracy": val, "test_accuracy": test_accuracy,
-        "test_accuracy_8crop": test_accuracy, "temperature": temperature, **extra,
-    }))  # fmt: skip
-
-
 def test_report_compares_teachers_and_picks_each_sizes_family_on_val_not_test(tmp_path):
-    _fer_run(tmp_path, "teacher", "fer_vgg", 0.66, 0.678)
-    _fer_run(tmp_path, "ensemble", "fer_vgg + fer_vgg", 0.68, 0.695)
-    _fer_run(tmp_path, "vanilla/xxs", "microexpnet_xxs", 0.51, 0.522)
-    _fer_run(tmp_path, "smoothing/xxs", "microexpnet_xxs", 0.52, 0.525)
-    _fer_run(tmp_path, "kd/xxs", "microexpnet_xxs", 0.53, 0.530, 4.0)
-    _fer_run(tmp_path, "kd-ensemble/xxs", "microexpnet_xxs", 0.54, 0.545, 4.0)
-    _fer_run(tmp_path, "families/dsresnet_xxs", "dsresnet_xxs", 0.58, 0.570, 4.0)
-    _fer_run(tmp_path, "families/dsvgg_xxs", "dsvgg_xxs", 0.57, 0.600, 4.0)  # better on test, worse on val
-    _fer_run(tmp_path, "families-e60/dsresnet_xs", "dsresnet_xs", 0.59, 0.590, 8.0)
-    _fer_run(tmp_path, "families/dsresnet_xs", "dsresnet_xs", 0.58, 0.595, 8.0)
+    _run(tmp_path, "fer2013/t", "fer2013-teacher", "fer_vgg", 0.66, 0.678)
+    ensemble = tmp_path / "fer2013" / "e"
+    ensemble.mkdir(parents=True)
+    RunResult(
+        arch="fer_vgg + fer_vgg", parameters=2000, val_accuracy=0.68, test_accuracy=0.695, recipe="fer2013-ensemble"
+    ).write(ensemble / "result.json")
+    _run(tmp_path, "fer2013/1", "fer2013-vanilla", "microexpnet_xxs", 0.51, 0.522)
+    _run(tmp_path, "fer2013/2", "fer2013-smoothing", "microexpnet_xxs", 0.52, 0.525)
+    _run(tmp_path, "fer2013/3", "fer2013-kd", "microexpnet_xxs", 0.53, 0.530, 4.0)
+    _run(tmp_path, "fer2013/4", "fer2013-kd-ensemble", "microexpnet_xxs", 0.54, 0.545, 4.0)
+    _run(tmp_path, "fer2013/5", "fer2013-families", "dsresnet_xxs", 0.58, 0.570, 4.0)
+    _run(tmp_path, "fer2013/6", "fer2013-families", "dsvgg_xxs", 0.57, 0.600, 4.0)  # better on test, worse on val
     text = report(tmp_path)
-    assert "| teacher ensemble (fer_vgg + fer_vgg) | 1,000 | 68.0 | 69.5 | 69.5 |  |" in text
-    assert "| dsresnet_xxs kd | 1,000 | 58.0 | 57.0 | 57.0 | 4.0 |" in text
+    assert "| fer_vgg + fer_vgg | fer2013-ensemble | 2,000 | 68.0 | 69.5 | — |  |" in text
+    assert "| dsresnet_xxs | fer2013-families | 1,000 | 58.0 | 57.0 | 57.0 | 4.0 |" in text
     assert "| size | T | from 67.8 teacher | from 69.5 teacher | difference |" in text
     assert "| XXS | 4.0 | 53.0 | 54.5 | +1.5 |" in text
-    assert "| XXS | dsresnet_xxs kd | 58.0 | 57.0 | 54.5 | +2.5 |" in text
-    assert "| dsresnet_xs kd, 60 epochs | 1,000 | 59.0 | 59.0 | 59.0 | 8.0 |" in text
-    assert "| XS | dsresnet_xs kd, 60 epochs | 59.0 | 59.0 | — | — |" in text  # the run, not only the architecture
+    assert "| XXS | dsresnet_xxs fer2013-families | 58.0 | 57.0 | 54.5 | +2.5 |" in text
     assert "| XXS | 52.2 | 52.5 | 53.0 |" in text  # label smoothing beside vanilla and KD
+    assert text.index("| fer_vgg | fer2013-teacher |") < text.index("| fer_vgg + fer_vgg |") < text.index("dsresnet")
 
 
-def test_report_says_which_runs_stopped_before_their_last_epoch(tmp_path):
+def test_report_names_other_seeds_and_runs_that_stopped_before_their_last_epoch(tmp_path):
     stopped = {"finished": False, "epochs_run": 32, "epochs_planned": 60}
-    _fer_run(tmp_path, "families-e60-ensemble/dsvgg_s", "dsvgg_s", 0.645, 0.650, 2.0, **stopped)
-    _fer_run(tmp_path, "families-e90/dsvgg_xxs", "dsvgg_xxs", 0.62, 0.615, 4.0, finished=True)
-    text = report(tmp_path)
-    label = "dsvgg_s kd from the ensemble, 60 epochs (stopped at epoch 32 of 60)"
-    assert f"| {label} | 1,000 | 64.5 | 65.0 | 65.0 | 2.0 |" in text
-    assert f"| S | {label} | 64.5 | 65.0 | — | — |" in text
-    assert "| dsvgg_xxs kd, 90 epochs | 1,000 | 62.0 | 61.5 | 61.5 | 4.0 |" in text
-
-
-def test_report_labels_seed_runs_by_recipe_in_seed_order(tmp_path):
+    _run(tmp_path, "fer2013/s", "fer2013-families-ensemble", "dsvgg_s", 0.645, 0.650, 2.0, **stopped)
     for seed, val in ((10, 0.60), (2, 0.61)):
-        _fer_run(tmp_path, f"families-e60-ensemble-seed{seed}/dsvgg_xxs", "dsvgg_xxs", val, 0.62, 4.0)
-    _fer_run(tmp_path, "families-e60-ensemble-nodropout-seed3/dsvgg5_xxs", "dsvgg5_xxs", 0.63, 0.62, 4.0)
+        _run(tmp_path, f"fer2013/seed{seed}", "fer2013-families-ensemble", "dsvgg_xxs", val, 0.62, 4.0, seed=seed)
+    _run(tmp_path, "fer2013/t2", "fer2013-teacher2", "fer_vgg", 0.63, 0.655, seed=1)  # the recipe's own seed
     text = report(tmp_path)
-    seed2 = text.index("| dsvgg_xxs kd from the ensemble, 60 epochs, seed 2 | 1,000 | 61.0 |")
-    seed10 = text.index("| dsvgg_xxs kd from the ensemble, 60 epochs, seed 10 | 1,000 | 60.0 |")
-    # Each recipe's seeds under that recipe's own name, after the previous recipe's.
-    assert (
-        seed2 < seed10 < text.index("| dsvgg5_xxs kd from the ensemble, no dropout, 60 epochs, seed 3 | 1,000 | 63.0 |")
-    )
+    label = "fer2013-families-ensemble (stopped at epoch 32 of 60)"
+    assert f"| dsvgg_s | {label} | 1,000 | 64.5 | 65.0 | 65.0 | 2.0 |" in text
+    assert f"| S | dsvgg_s {label} | 64.5 | 65.0 | — | — |" in text
+    seed2 = text.index("| dsvgg_xxs | fer2013-families-ensemble, seed 2 | 1,000 | 61.0 |")
+    assert seed2 < text.index("| dsvgg_xxs | fer2013-families-ensemble, seed 10 | 1,000 | 60.0 |")
+    assert "| fer_vgg | fer2013-teacher2 | 1,000 |" in text
+
+
+def test_runs_that_record_no_recipe_belong_to_the_recipe_whose_folder_they_are_in(tmp_path):
+    _run(tmp_path, "fer2013/kd/xxs", "", "microexpnet_xxs", 0.53, 0.530, 4.0)
+    _run(tmp_path, "fer2013/somewhere/else", "", "microexpnet_xs", 0.50, 0.500, 8.0)
+    text = report(tmp_path)
+    assert "| microexpnet_xxs | fer2013-kd | 1,000 | 53.0 |" in text
+    assert "| microexpnet_xs | fer2013/somewhere/else | 1,000 | 50.0 |" in text
