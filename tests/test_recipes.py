@@ -130,3 +130,10 @@ def test_a_tiny_recipe_trains_publishes_and_is_served(fer2013_dir, tmp_path, cap
         assert answer.json()["model"]["name"] == "microexpnet_xxs"
         versions = client.get("/v1/models").json()["models"][0]["versions"]
         assert versions[0]["provenance"]["recipe_name"] == "tiny"
+
+
+def test_the_makefile_keeps_to_conveniences_and_leaves_experiments_to_recipes():
+    makefile = (REPO / "Makefile").read_text()
+    assert len(makefile.splitlines()) <= 60
+    assert "python -c" not in makefile and "fer2013-" not in makefile and "ckplus-" not in makefile
+    assert {"serve:", "test:", "bench:", "report:"} <= {line.split()[0] for line in makefile.splitlines() if line}
