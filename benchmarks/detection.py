@@ -12,7 +12,7 @@ on a face can overlap its crop by less than 0.5. The run records the median IoU 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -149,17 +149,6 @@ def scene_sets(count: int, empty: int) -> dict[str, list[Scene]]:
     if pools:
         sets = {"scenes": scenes(count, pools), **sets}
     return sets
-
-
-def median_ms(run: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
-    run()
-    times = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_calls or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def pipeline_share(store: ModelStore, size: str, seconds: float, names: list[str]) -> list[dict[str, object]]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks.detection import default_size, detector_names, make_detector, match
 from benchmarks.images import encode_jpeg
+from benchmarks.report import config_key
 from benchmarks.scenes import LabelledFace, background_images, labelled_pools
 from benchmarks.scenes import scene as make_scene
 from model_store.faces import Face, FaceDetector
@@ -73,7 +74,7 @@ class Config:
     size: str
 
     def key(self) -> str:
-        return f"{self.detector or 'crop'}/{'align' if self.align else 'plain'}/{int(self.views)}/{self.size}"
+        return config_key(self.detector, self.align, int(self.views), self.size)
 
 
 # Per labelled face, in one order for every configuration: right, wrong, or None: no detection matched the face.

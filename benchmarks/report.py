@@ -19,11 +19,11 @@ PAPER_XXS_MS = 0.53  # MicroExpNet paper, Table V: XXS on an Intel i7 CPU, per i
 
 def load_runs(history: Path) -> list[dict]:
     """The runs of ``python -m benchmarks``: the folder also keeps other tools' results (benchmarks.api_accuracy),
-    which describe no machine."""
+    which carry no run label."""
     runs = []
     for path in sorted(history.glob("*.json")):
         run = json.loads(path.read_text())
-        if "machine" in run:
+        if "label" in run:
             run["file"] = path.name
             runs.append(run)
     return runs
@@ -438,10 +438,10 @@ def accuracy_section(run: dict, detection: dict | None) -> list[str]:
     for name, align, views in _settings(acc):
         cells = []
         for size in sizes:
-            cell = rows.get(_config(name, align, views, size))
+            cell = rows.get(config_key(name, align, views, size))
             ms = cell and cell.get("classify_ms_per_face")
             cells.append("—" if cell is None else f"{cell['accuracy']:.1%}" + (f" ({ms:.1f} ms)" if ms else ""))
-        marks = [size for size in sizes if acc["defaults"].get(size) == _config(name, align, views, size)]
+        marks = [size for size in sizes if acc["defaults"].get(size) == config_key(name, align, views, size)]
         default = f" **default ({', '.join(marks)})**" if marks else ""
         out.append(
             f"| {name or 'none: the 48x48 crop'}{default} | {fmt(detect_ms.get(name or ''), '.1f')} | "
@@ -457,7 +457,7 @@ def accuracy_section(run: dict, detection: dict | None) -> list[str]:
         "|---|---|---|" + "---|" * len(sizes),
     ]
     for name, align, views in _settings(acc):
-        cells = [rows.get(_config(name, align, views, size)) for size in sizes]
+        cells = [rows.get(config_key(name, align, views, size)) for size in sizes]
         out.append(
             f"| {name or 'none: the 48x48 crop'} | {'on' if align else 'off'} | {views} | "
             + " | ".join("—" if cell is None else f"{cell['on_common']['accuracy']:.1%}" for cell in cells)
@@ -477,7 +477,8 @@ def _settings(acc: dict) -> list[tuple[str | None, bool, int]]:
     return list(dict.fromkeys((row["detector"], row["align"], row["views"]) for row in acc["rows"]))
 
 
-def _config(detector: str | None, align: bool, views: int, size: str) -> str:
+def config_key(detector: str | None, align: bool, views: int, size: str) -> str:
+    """How the accuracy rows name a configuration (detector None: the face's own crop)."""
     return f"{detector or 'crop'}/{'align' if align else 'plain'}/{views}/{size}"
 
 
@@ -489,13 +490,13 @@ def _comparisons(acc: dict) -> list[tuple[str, Callable[[str], str], str]]:
     for name in aligned:
         for views in (1, 16):
             label = f"{name}: aligned vs not ({views} view{'s' if views > 1 else ''})"
-            out.append((label, partial(_config, name, True, views), "align_gain"))
+            out.append((label, partial(config_key, name, True, views), "align_gain"))
     for name in [*names, None]:
         for views in (2, 16):
             label = f"{name or 'crop'}: {views} views vs 1"
-            out.append((label, partial(_config, name, False, views), "views_gain"))
+            out.append((label, partial(config_key, name, False, views), "views_gain"))
     for name in names:
-        out.append((f"{name} vs the default configuration (1 view)", partial(_config, name, False, 1), "vs_default"))
+        out.append((f"{name} vs the default configuration (1 view)", partial(config_key, name, False, 1), "vs_default"))
     return out
 
 
