@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from fer_subset import fer_subset
 
 from model_store.store import ModelStore
@@ -204,6 +205,37 @@ def test_dropout_is_set_where_the_family_has_a_dropout_layer_and_refused_where_i
     with pytest.raises(SystemExit):
         main([*args, "--dropout", "1", "--run-dir", str(tmp_path / "xxs")])
     assert "a dropout rate is in [0, 1)" in capsys.readouterr().err
+
+
+SHIPPED_XXS = REPO / "models" / "dsvgg5_xxs" / "1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["student", "--label-smoothing", "0.1", "--label-mode", "crossentropy"], "--label-smoothing smooths one"),
+        (["student", "--family", "dsvgg", "--pooling", "p1"], "--pooling chooses MicroExpNet's pooling; dsvgg has"),
+        (["student", "--family", "dsresnet", "--dropout", "0"], "dsresnet has no dropout layer"),
+        (["student", "--temperature", "4"], "apply to knowledge distillation"),
+        (["cv", "--kd-lambda", "0.3"], "apply to knowledge distillation"),
+        (["sweep", "--teacher", "t.pt", "--temperature", "4"], "a sweep trains at each of --temperatures"),
+        (["cv", "--kd", "--teacher", "t.pt"], "not from --teacher"),
+        (["cv", "--teacher-init", "t.pt"], "--teacher-init starts the fold teachers of cv --kd"),
+        (["student", "--size", "xxs", "--init-from", str(SHIPPED_XXS)], "is a dsvgg5_xxs; this run trains a micro"),
+        (["student", "--family", "dsvgg5", "--init-from", str(SHIPPED_XXS)], "this run trains a dsvgg5_m"),
+        (["teacher", "--init-from", str(SHIPPED_XXS)], "is a dsvgg5_xxs; this run trains a fer_vgg"),
+    ],
+)
+def test_options_that_cannot_apply_together_are_refused_before_any_data_is_read(tmp_path, capsys, args, message):
+    assert main([*args, "--data", f"fer2013:{tmp_path / 'none'}", "--run-dir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_label_mode_that_needs_votes_is_refused_on_data_without_them(small_fer, tmp_path, capsys):
+    args = ["student", "--data", f"fer2013:{small_fer}", "--label-mode", "probability", "--run-dir", str(tmp_path)]
+    assert main(args) == 2
+    assert "--label-mode probability needs each face's votes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import torch
 from pydantic import ValidationError
 
 from model_store.cli import publish_file
-from model_store.metadata import validation_summary
+from model_store.metadata import ModelMetadata, validation_summary
 from model_store.preprocess import PreprocessSpec
 from model_store.store import ModelStore, StoreError, first_line
 from model_store.vocabulary import CANONICAL_LABELS, FAMILIES, SIZES, parse_sizes
@@ -31,8 +31,10 @@ from trainer.models.microexpnet import POOLINGS
 from trainer.recipe import RecipeError, load_recipe, recipe_names
 from trainer.records import RunResult
 from trainer.train import ResumeError
+from trainer.warm_start import WarmStartError
 
 TEMPERATURES = (2.0, 4.0, 8.0, 16.0, 20.0, 32.0, 64.0)
+DEFAULT_TEMPERATURE = 8.0
 
 
 class CLIError(Exception):
@@ -105,7 +107,8 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int, lr: float) -> No
         help="keep an exponential moving average of the weights (e.g. 0.999) and validate, save and export it",
     )
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--recipe", default="", help="the recipe this run comes from (set by `trainer run`)")
+    # Only `trainer run` names the recipe a run comes from (no flag), so provenance never names one that was not run.
+    parser.set_defaults(recipe="")
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     group.add_argument("--device", type=_device, default="cpu", help="where the model trains: cpu, cuda, cuda:N")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -116,7 +119,7 @@ def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> 
     parser.add_argument("--family", choices=FAMILIES, default="microexpnet", help="student architecture family")
     parser.add_argument("--input-size", type=int, help="input side in pixels (default: the family's)")
     parser.add_argument(
-        "--pooling", choices=POOLINGS, default="p12", help="MicroExpNet only: the paper's Table II variants"
+        "--pooling", choices=POOLINGS, help="MicroExpNet only: the paper's Table II variants (default: p12)"
     )
     parser.add_argument(
         "--dropout",
@@ -130,8 +133,67 @@ def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> 
         required=kd_required,
         help="teacher best.pt, or several: an ensemble (mean logits); without it the student learns from labels",
     )
-    parser.add_argument("--temperature", type=float, default=8.0)
-    parser.add_argument("--kd-lambda", type=float, default=0.5)
+    parser.add_argument("--temperature", type=float, help=f"KD only (default: {DEFAULT_TEMPERATURE:g})")
+    parser.add_argument("--kd-lambda", type=float, help="KD only: the teacher term's weight (default: 0.5)")
+
+
+def _conflicts(args: argparse.Namespace) -> list[str]:
+    """Options of a training command that cannot apply together (each would be dropped without a word)."""
+    problems = []
+    if args.label_smoothing and args.label_mode not in ("majority", "probability"):
+        problems.append(f"--label-smoothing smooths one label; --label-mode {args.label_mode} has a distribution")
+    if args.command == "teacher":
+        return problems
+    if args.pooling is not None and args.family != "microexpnet":
+        problems.append(f"--pooling chooses MicroExpNet's pooling; {args.family} has none")
+    if args.dropout is not None and args.family not in DROPOUT_FAMILIES:
+        problems.append(f"{args.family} has no dropout layer; --dropout applies to {', '.join(DROPOUT_FAMILIES)}")
+    kd = args.kd if args.command == "cv" else args.teacher is not None
+    if not kd and (args.temperature is not None or args.kd_lambda is not None):
+        problems.append("--temperature and --kd-lambda apply to knowledge distillation (--teacher, or cv --kd)")
+    if args.command == "sweep" and args.temperature is not None:
+        problems.append("a sweep trains at each of --temperatures; --temperature has no place in it")
+    if args.command == "cv" and args.teacher is not None:
+        problems.append("cv trains a teacher on each fold (--kd, --teacher-arch, --teacher-init), not from --teacher")
+    if args.command == "cv" and not args.kd and args.teacher_init is not None:
+        problems.append("--teacher-init starts the fold teachers of cv --kd")
+    return problems
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse, before any data is read, what a training command cannot do as asked."""
+    if problems := _conflicts(args):
+        raise CLIError("; ".join(problems))
+    archs = [args.arch] if args.command == "teacher" else [f"{args.family}_{s.lower()}" for s in _sizes(args.size)]
+    for arch in archs:
+        _check_init_from(args, arch)
+
+
+def _check_votes(args: argparse.Namespace, dataset: FaceDataset) -> None:
+    if args.label_mode != "majority" and dataset.votes is None:
+        raise CLIError(f"--label-mode {args.label_mode} needs each face's votes (FER+ has them); {args.data} has none")
+
+
+def _check_init_from(args: argparse.Namespace, arch: str) -> None:
+    """A published model starts only a run of its own architecture (a checkpoint shares the layers that fit)."""
+    if args.init_from is None or not args.init_from.is_dir():
+        return
+    try:
+        published = ModelMetadata.model_validate_json((args.init_from / "metadata.json").read_bytes())
+    except (OSError, ValidationError) as error:
+        raise CLIError(f"--init-from {args.init_from}: not a published model's folder ({first_line(error)})") from None
+    if published.architecture != arch:
+        raise CLIError(f"--init-from {args.init_from} is a {published.architecture}; this run trains a {arch}")
+
+
+def _pooling(args: argparse.Namespace) -> str:
+    """MicroExpNet's pooling variant; p12, both pools, is the network's own."""
+    return args.pooling or "p12"
+
+
+def _kd(args: argparse.Namespace, teacher: str) -> KDConfig:
+    temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
+    return KDConfig(temperature, teacher=teacher, **({} if args.kd_lambda is None else {"kd_lambda": args.kd_lambda}))
 
 
 def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: object) -> TrainConfig:
@@ -159,10 +221,8 @@ def _config(args: argparse.Namespace, arch: str, spec: PreprocessSpec, **extra: 
 
 def _student_config(args: argparse.Namespace, size: str, kd: KDConfig | None) -> TrainConfig:
     spec = spec_for(args.input_size or STUDENT_INPUT_SIZES[args.family])
-    kwargs: dict[str, object] = {"pooling": args.pooling} if args.family == "microexpnet" else {}
+    kwargs: dict[str, object] = {"pooling": _pooling(args)} if args.family == "microexpnet" else {}
     if args.dropout is not None:
-        if args.family not in DROPOUT_FAMILIES:
-            raise CLIError(f"{args.family} has no dropout layer; --dropout applies to {', '.join(DROPOUT_FAMILIES)}")
         kwargs["dropout"] = args.dropout
     return _config(args, f"{args.family}_{size.lower()}", spec, model_kwargs=kwargs, kd=kd)
 
@@ -172,6 +232,14 @@ def _splits(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset, FaceDat
     if "train" not in splits:
         raise CLIError(f"{args.data} has no train/val split; use `cv` for single-folder datasets")
     return splits["train"], splits["val"], splits.get("test")
+
+
+def _training_splits(args: argparse.Namespace) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
+    """A training command's splits, once its options are known to apply together."""
+    _check(args)
+    train, val, test = _splits(args)
+    _check_votes(args, train)
+    return train, val, test
 
 
 def _sizes(value: str) -> list[str]:
@@ -210,16 +278,16 @@ def _summary(result: RunResult) -> dict[str, object]:
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
-    train, val, test = _splits(args)
+    train, val, test = _training_splits(args)
     config = _config(args, args.arch, spec_for(args.input_size), channels_last=True)
     result = train_run(config, train, val, args.run_dir, test=test, progress=not args.quiet, device=args.device)
     _print(_summary(result))
 
 
 def cmd_student(args: argparse.Namespace) -> None:
-    train, val, test = _splits(args)
+    train, val, test = _training_splits(args)
     logits = _teacher_logits(args, train)
-    kd = None if logits is None else KDConfig(args.temperature, args.kd_lambda, _teacher_name(args))
+    kd = None if logits is None else _kd(args, _teacher_name(args))
     for size in _sizes(args.size):
         config = _student_config(args, size, kd)
         result = train_run(
@@ -230,10 +298,10 @@ def cmd_student(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    train, val, test = _splits(args)
+    train, val, test = _training_splits(args)
     logits = _teacher_logits(args, train)
     for size in _sizes(args.size):
-        base = _student_config(args, size, KDConfig(args.temperature, args.kd_lambda, _teacher_name(args)))
+        base = _student_config(args, size, _kd(args, _teacher_name(args)))
         sweep = sweep_temperatures(
             base, args.temperatures, train, val, logits, _size_dir(args, size), test=test, progress=not args.quiet,
             device=args.device,
@@ -243,8 +311,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> None:
+    _check(args)
     splits = open_dataset(args.data, args.subject_pattern)
     dataset = splits.get("all") or next(iter(splits.values()))
+    _check_votes(args, dataset)
     teacher = None
     if args.kd:
         teacher = replace(
@@ -254,8 +324,8 @@ def cmd_cv(args: argparse.Namespace) -> None:
             init_from=str(args.teacher_init) if args.teacher_init else None,
         )
     for size in _sizes(args.size):
-        kd = KDConfig(args.temperature, args.kd_lambda, f"{args.teacher_arch} per fold") if args.kd else None
-        variant = args.pooling if args.family == "microexpnet" else args.family
+        kd = _kd(args, f"{args.teacher_arch} per fold") if args.kd else None
+        variant = _pooling(args) if args.family == "microexpnet" else args.family
         name = f"{size.lower()}-{variant}-{'kd-T' + format(args.temperature, 'g') if args.kd else 'vanilla'}"
         try:
             cv = cross_validate(
@@ -345,6 +415,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     # Every command line is parsed before the first run starts, so a recipe that cannot run fails at once.
     parsed = [build_parser().parse_args(run.argv(positional)) for run in runs]
     for run, run_args in zip(runs, parsed, strict=True):
+        run_args.recipe = recipe.name
         Path(run.run_dir).mkdir(parents=True, exist_ok=True)
         sharing = [other for other in recipe.plan(args.seed, args.device) if other.run_dir == run.run_dir]
         (Path(run.run_dir) / "recipe.json").write_text(recipe.run_record(sharing, positional))
@@ -468,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("checkpoints", type=Path, nargs="+")
     _add_data(ensemble)
     ensemble.add_argument("--run-dir", type=Path, required=True, help="where result.json and the plot go")
-    ensemble.add_argument("--recipe", default="", help="the recipe this evaluation comes from (set by `trainer run`)")
+    ensemble.set_defaults(recipe="")
     ensemble.add_argument("--threads", type=int, default=None)
     ensemble.set_defaults(handler=cmd_ensemble)
 
@@ -519,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.handler(args)
-    except (CLIError, DatasetError, CheckpointError, ResumeError, RecipeError, StoreError) as exc:
+    except (CLIError, DatasetError, CheckpointError, ResumeError, RecipeError, StoreError, WarmStartError) as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     return 0

@@ -71,7 +71,7 @@ class RecipeRun:
     def argv(self, positional: Collection[str] = ()) -> list[str]:
         """The command line; flags named in ``positional`` (e.g. ensemble's checkpoints) go first, unflagged."""
         head: list[str] = [self.command]
-        argv = ["--run-dir", self.run_dir, "--recipe", self.recipe]
+        argv = ["--run-dir", self.run_dir]
         for key, value in self.args.items():
             values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
             if key in positional:
