@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.history import model_rows
 from benchmarks.server import REPO
 from model_store.store import ModelStore
 from model_store.vocabulary import split_model_name
@@ -28,7 +29,7 @@ REFERENCES = (
 def newest_timed(history: Path, names: set[str]) -> dict | None:
     """The newest benchmark run that timed every model in ``names``."""
     for run in reversed(report.load_runs(history)):
-        timed = {report.row_model_name(row) for row in run.get("model", [])}
+        timed = {row.name for row in model_rows(run)}
         if names <= timed:
             return run
     return None
