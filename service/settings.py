@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model_store.faces import verify_yunet_model
 from model_store.preprocess import ViewCount
 from model_store.store import yunet_file
-from model_store.vocabulary import Size, check_family, parse_size
+from model_store.vocabulary import SIZES, Size, check_family, parse_size
 
 # The repository's own store; a wheel installed elsewhere points MICROEXP_STORE at its store instead.
 DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
@@ -21,12 +21,7 @@ DetectorName = Literal["yunet", "haar", "mtcnn"]
 # Alignment and test-time views cost preprocessing and inference per face; these defaults stay at the cheapest
 # until end-to-end measurements on photographs (docs/results.md) show what each size gains for the cost.
 ALIGN = False
-VIEWS_BY_SIZE: dict[Size, ViewCount] = {
-    "M": ViewCount.CENTRE,
-    "S": ViewCount.CENTRE,
-    "XS": ViewCount.CENTRE,
-    "XXS": ViewCount.CENTRE,
-}
+VIEWS_BY_SIZE: dict[Size, ViewCount] = dict.fromkeys(SIZES, ViewCount.CENTRE)
 
 
 class Settings(BaseSettings):

@@ -33,7 +33,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_PIXELS = 6_000_000
 # The astronaut's face in skimage.data.astronaut() (x, y, width, height), as every detector finds it.
 ASTRONAUT_FACE = (178, 65, 92, 100)
-SIZES = ("M", "S", "XS", "XXS")
 
 
 def free_port() -> int:

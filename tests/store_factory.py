@@ -14,6 +14,7 @@ from conftest import add_detector
 
 from model_store.labels import ordered_subset
 from model_store.store import ModelStore
+from model_store.vocabulary import SIZES
 from trainer.checkpoint import ModelCheckpoint
 from trainer.config import STUDENT_SPEC
 from trainer.export import export_checkpoint
@@ -61,7 +62,7 @@ def publish_student(
         return store.publish(onnx_path, draft)
 
 
-def make_store(root: Path, sizes: tuple[str, ...] = ("M", "S", "XS", "XXS"), seed: int = 0) -> ModelStore:
+def make_store(root: Path, sizes: tuple[str, ...] = SIZES, seed: int = 0) -> ModelStore:
     store = ModelStore(root, create=True)
     add_detector(root)
     for size in sizes:

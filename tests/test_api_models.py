@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import httpx
-from server_fixture import SIZES, ServiceProcess, astronaut, detectors, encode
+from server_fixture import ServiceProcess, astronaut, detectors, encode
 
 from model_store.store import ModelStore
+from model_store.vocabulary import SIZES
 
 pytest_plugins = ["server_fixture"]
 
@@ -125,7 +126,7 @@ def test_openapi_documents_every_response_and_error(client: httpx.Client) -> Non
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
     assert {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"} <= set(body)
     parameters = {parameter["name"] for parameter in predict["parameters"]}
-    assert parameters == {"model", "arch", "version", "detect", "detector", "max_faces", "align", "views"}
+    assert parameters == {"model", "family", "arch", "version", "detect", "detector", "max_faces", "align", "views"}
     annotate = document["paths"]["/v1/annotate"]["post"]
     assert {"image/jpeg", "image/png"} <= set(annotate["responses"]["200"]["content"])
     assert annotate["responses"]["415"]["content"]["application/json"]["schema"]["$ref"] == error_ref

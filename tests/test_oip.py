@@ -15,12 +15,13 @@ import pytest
 import tritonclient.http as tritonclient
 import tritonclient.http.aio as tritonclient_aio
 from fastapi.testclient import TestClient
-from server_fixture import ASTRONAUT_FACE, SIZES, ServiceProcess, astronaut, encode
+from server_fixture import ASTRONAUT_FACE, ServiceProcess, astronaut, encode
 from tritonclient.utils import InferenceServerException
 
 from model_store import triton
 from model_store.preprocess import PreprocessSpec, face_input, to_gray, to_tensor
 from model_store.store import ModelStore
+from model_store.vocabulary import SIZES
 from service.app import create_app
 from service.settings import Settings
 

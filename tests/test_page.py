@@ -14,7 +14,9 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from server_fixture import ASTRONAUT_FACE, SIZES, ServiceProcess, astronaut, encode
+from server_fixture import ASTRONAUT_FACE, ServiceProcess, astronaut, encode
+
+from model_store.vocabulary import SIZES
 
 pytest_plugins = ["server_fixture"]
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import REPO, YUNET
-from server_fixture import SIZES, ServiceProcess, astronaut, encode
+from server_fixture import ServiceProcess, astronaut, encode
 
 from model_store.store import ModelStore, yunet_file
+from model_store.vocabulary import SIZES
 from service.settings import DEFAULT_STORE, Settings
 
 pytest_plugins = ["server_fixture"]

@@ -9,6 +9,7 @@ from onnx_fixtures import onnx, publish_tiny, tiny_classifier, tiny_draft
 
 from model_store import triton
 from model_store.store import ModelStore
+from model_store.vocabulary import SIZES
 
 # Triton's data types for ONNX element types, written out independently of the store's own table.
 _TRITON_TYPE_OF_ONNX = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64"}
@@ -50,7 +51,7 @@ def _assert_valid_triton_repository(root: Path) -> None:
 
 def test_a_published_store_is_a_valid_triton_repository(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models", create=True)
-    for size in ("M", "S", "XS", "XXS"):
+    for size in SIZES:
         publish_tiny(store, tmp_path / "work", size=size)
     publish_tiny(store, tmp_path / "work", size="XXS", seed=1)
 
