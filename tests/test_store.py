@@ -421,7 +421,5 @@ def test_a_sizes_default_names_a_model_of_that_size_in_the_store(store: ModelSto
 def test_verify_reports_a_default_that_no_longer_exists(store: ModelStore, tmp_path: Path) -> None:
     publish_tiny(store, tmp_path / "work")
     store.set_default("XXS", NAME, why="measured")
-    (store.root / "defaults.json").write_text(
-        (store.root / "defaults.json").read_text().replace(NAME, "dsvgg_xxs")
-    )
+    (store.root / "defaults.json").write_text((store.root / "defaults.json").read_text().replace(NAME, "dsvgg_xxs"))
     assert [problem.message for problem in store.verify()] == ["XXS: dsvgg_xxs is not a model in the store"]
