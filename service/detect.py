@@ -59,6 +59,8 @@ class Detectors:
                     path,
                     max_side=self._settings.yunet_max_side,
                     score_threshold=self._settings.yunet_score_threshold,
+                    second_look_side=self._settings.yunet_second_look_side,
+                    second_look_threshold=self._settings.yunet_second_look_threshold,
                 )
             except DetectorModelError as error:
                 log.error("face detector yunet unavailable: %s", error)

