@@ -85,6 +85,9 @@ def test_a_run_directory_refuses_another_configuration(small_fer, tmp_path):
     fit(config, splits["train"], splits["val"], tmp_path, progress=False)
     with pytest.raises(ResumeError):
         fit(TrainConfig(**{**config.__dict__, "lr": 0.5}), splits["train"], splits["val"], tmp_path, progress=False)
+    # The same training under a recipe's name is the same run: the name says where a configuration comes from.
+    fit(dataclasses.replace(config, recipe="fer2013-vanilla"), splits["train"], splits["val"], tmp_path, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["recipe"] == "fer2013-vanilla"
 
 
 def test_eight_crop_augmentation_picks_only_the_papers_crops():

@@ -157,7 +157,10 @@ def _claim(run_dir: Path, config: TrainConfig) -> None:
     """Make ``run_dir`` this configuration's: refuse a folder holding another, record this one."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
-    if config_path.exists() and _saved_config(config_path) != config:
+    saved = _saved_config(config_path) if config_path.exists() else config
+    # The recipe says where a configuration comes from, not what it trains: a run started by hand (or before runs
+    # named their recipe) goes on under the recipe whose command it is.
+    if saved is None or dataclasses.replace(saved, recipe=config.recipe) != config:
         raise ResumeError(f"{run_dir} holds a run with another configuration; use a new --run-dir")
     write_atomically(config_path, json.dumps(config.to_dict(), indent=2))
 
