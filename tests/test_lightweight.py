@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from model_store.labels import ordered_subset
-from model_store.vocabulary import SIZES
+from model_store.vocabulary import FAMILIES, SIZES, model_name
 from trainer.checkpoint import ModelCheckpoint
-from trainer.config import spec_for
+from trainer.config import DROPOUT_FAMILIES, STUDENT_INPUT_SIZES, spec_for
 from trainer.data import FER2013_CSV_LABELS
 from trainer.export import export_checkpoint
-from trainer.models import count_parameters, create_model
+from trainer.models import count_parameters, create_model, list_models
 from trainer.models.fusion import fold_batchnorm
 
 
@@ -82,3 +82,8 @@ def test_exported_graph_has_no_batch_norm_and_records_the_trained_parameter_coun
     assert "BatchNormalization" not in ops and "Conv" in ops
     assert draft.parameters == count_parameters(model)
     assert draft.family == "dsresnet" and draft.size == "XXS"
+
+
+def test_every_family_of_the_vocabulary_is_built_at_every_size_with_a_default_input_size():
+    assert set(STUDENT_INPUT_SIZES) == set(FAMILIES) and set(DROPOUT_FAMILIES) <= set(FAMILIES)
+    assert {model_name(family, size) for family in FAMILIES for size in SIZES} <= set(list_models())
