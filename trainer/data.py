@@ -273,7 +273,8 @@ def majority_kept(votes: np.ndarray) -> np.ndarray:
     return unique & (votes.argmax(axis=1) < len(FERPLUS_VOTE_COLUMNS))
 
 
-def _ferplus_rows(folder: Path) -> tuple[list[Path], np.ndarray]:
+def ferplus_votes(folder: Path) -> tuple[list[Path], np.ndarray]:
+    """A FER+ split folder's images and their ten vote counts (label.csv's column order)."""
     label_file = folder / "label.csv"
     if not label_file.is_file():
         raise DatasetError(f"{folder} is not a FER+ split folder: no label.csv")
@@ -310,7 +311,7 @@ def load_ferplus(
     order = [FERPLUS_VOTE_COLUMNS.index(label) for label in classes]  # label.csv's columns in canonical order
     result = {}
     for split in splits:
-        paths, votes = _ferplus_rows(root / FERPLUS_SPLITS[split])
+        paths, votes = ferplus_votes(root / FERPLUS_SPLITS[split])
         kept = majority_kept(votes)
         emotion_votes = votes[kept][:, order]
         kept_paths = [p for p, keep in zip(paths, kept, strict=True) if keep]
@@ -343,7 +344,7 @@ def load_ferplus_fer2013_labels(
     result = {}
     for split in splits:
         labelled = by_usage.get(FER2013_SPLITS[split], {})
-        paths, _ = _ferplus_rows(root / FERPLUS_SPLITS[split])
+        paths, _ = ferplus_votes(root / FERPLUS_SPLITS[split])
         paths = [p for p in paths if p.name in labelled]
         result[split] = _build(f"ferplus-fer2013/{split}", paths, [labelled[p.name] for p in paths], image_size)
     return result
