@@ -81,6 +81,7 @@ def _model_section(meta: ModelMetadata) -> str:
         f"- trained on {p.dataset or 'unknown data'}; teacher: {p.teacher or 'none (trained on labels only)'}"
         + (f", temperature {p.temperature:g}, λ {p.kd_lambda:g}" if p.temperature else "")
         + (f"; {p.epochs} epochs, seed {p.seed}" if p.epochs else ""),
+        *([f"- training pixels: {p.pixels}"] if p.pixels else []),
         *([f"- recipe: {p.recipe}"] if p.recipe else []),
         *(
             [f"- trained by the recipe `{p.recipe_name}`: `python -m trainer run {p.recipe_name}`"]

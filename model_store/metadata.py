@@ -46,6 +46,7 @@ class Provenance(_Frozen):
     """How the model was trained; every field optional so models exported elsewhere can be published."""
 
     dataset: str | None = None
+    pixels: str | None = Field(None, description="what the training faces' pixels were, e.g. FER2013's original ones")
     split: str | None = None
     teacher: str | None = None
     temperature: float | None = None

@@ -350,7 +350,19 @@ def load_ferplus_fer2013_labels(
     return result
 
 
-DATASET_KINDS = ("fer2013", "fer2013-csv", "ferplus", "ferplus-fer2013", "ckplus", "ckplus-original", "folder")
+# What each dataset kind's pixels are, for a model's provenance: a model trained on contrast-stretched faces sees
+# something else than a camera gives (docs/results.md, FER+).
+PIXEL_SOURCES = {
+    "fer2013": "the folder's images as stored (the project's copy: contrast-stretched JPEGs, per-image histogram "
+    "equalisation, mean/std 131/78)",
+    "fer2013-csv": "FER2013's original pixels (fer2013.csv)",
+    "ferplus": "FER2013's original pixels (FER+ folders, mean/std 129/65)",
+    "ferplus-fer2013": "FER2013's original pixels (FER+ folders, mean/std 129/65)",
+    "ckplus": "CK+ 48x48 face crops",
+    "ckplus-original": "CK+ frames, faces cropped by the Haar cascade",
+    "folder": "the folder's images as stored",
+}
+DATASET_KINDS = tuple(PIXEL_SOURCES)
 
 
 def open_dataset(

@@ -23,7 +23,7 @@ from model_store.preprocess import PreprocessSpec, face_input, to_tensor
 from model_store.vocabulary import split_model_name
 from trainer.checkpoint import ModelCheckpoint, checkpoint_identity
 from trainer.config import TrainConfig
-from trainer.data import DatasetError, open_dataset
+from trainer.data import PIXEL_SOURCES, DatasetError, open_dataset
 from trainer.models import count_parameters
 from trainer.models.fusion import fold_batchnorm
 
@@ -154,6 +154,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | 
         provenance=Provenance(
             **{k: provenance.get(k) for k in ("split", "temperature", "kd_lambda", "epochs", "seed")},
             dataset=_portable_dataset(provenance.get("dataset")),
+            pixels=PIXEL_SOURCES.get((provenance.get("dataset") or "").partition(":")[0]),
             teacher=_portable_teacher(provenance.get("teacher")),
             recipe=config.describe() if config else None,
             recipe_name=(config.recipe or None) if config else None,
