@@ -159,6 +159,7 @@ def test_a_recipe_trains_from_a_published_model_on_ferplus_and_exports_eight_cla
     assert len(draft.labels) == 8 and "contempt" in draft.labels
     # Published beside the FER2013 model of the same architecture, under a family that names its data.
     assert (draft.family, draft.architecture) == ("dsvgg5-ferplus", "dsvgg5_xxs")
+    assert draft.provenance.pixels.startswith("FER2013's original pixels")
     assert "probability protocol" in draft.provenance.recipe and "started from" in draft.provenance.recipe
 
 
