@@ -696,6 +696,9 @@ def write_results(history: Path, target: Path) -> None:
         return
     head, rest = text.split(RESULTS_BEGIN, 1)
     tail = rest.split(RESULTS_END, 1)[1]
-    body = [*detector_targets(scenes_run, newest(runs, has_http_detectors)), ""]
+    http_run = newest(runs, has_http_detectors)
+    body = [*detector_targets(scenes_run, http_run), ""]
+    if http_run is not None and http_run is not accuracy_run:  # a later requests/s run than the scenes'
+        body += [f"Requests/s: {_source(http_run)}", ""]
     body += accuracy_section(accuracy_run, scenes_run)
     target.write_text(head + RESULTS_BEGIN + "\n" + "\n".join(body) + "\n" + RESULTS_END + tail)
