@@ -122,8 +122,9 @@ BARE_FAMILY_DATASETS = ("fer2013", "fer2013-csv")
 
 
 def published_family(family: str, dataset: str | None) -> str:
-    kind = (dataset or "").partition(":")[0]
-    return family if not kind or kind in BARE_FAMILY_DATASETS else f"{family}-{kind}"
+    """``family``, or ``family-<kind>`` for a model trained on a dataset ``KIND:PATH`` of another known kind."""
+    kind, colon, _ = (dataset or "").partition(":")
+    return f"{family}-{kind}" if colon and kind in PIXEL_SOURCES and kind not in BARE_FAMILY_DATASETS else family
 
 
 def export_checkpoint(checkpoint_path: Path, out_dir: Path, faces: np.ndarray | None = None) -> tuple[Path, ModelDraft]:
