@@ -29,6 +29,7 @@ from skimage import data
 from benchmarks.server import SHARED
 from model_store.labels import canonical_label
 from model_store.preprocess import Box
+from trainer.data import FERPLUS_VOTE_COLUMNS, ferplus_votes
 
 SCENE_SIZE = (640, 480)  # width, height
 FACE_SIDES = (60, 240)  # placed face side in pixels, drawn log-uniformly: a group photo to a portrait
@@ -38,8 +39,6 @@ FER_SHARE = 0.75  # the rest of the faces come from CK+ (posed, easier), when bo
 # The crop's own edge pixels added around it, as a fraction of its side: about a forehead and a chin's worth.
 PAD = 0.25
 ATTEMPTS = 50  # places tried for a face before the scene is left with fewer faces
-# label.csv's vote columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, not a face.
-FERPLUS_UNKNOWN = 8
 
 # scikit-image's photographs without a human face (chelsea is a cat: a detection there is a false positive).
 BACKGROUNDS: dict[str, Callable[[], np.ndarray]] = {
@@ -265,15 +264,12 @@ def photo_scenes(face_sides: Sequence[int] = (80, 160), seed: int = 0) -> list[S
     return out
 
 
-def not_faces(votes_csv: Path) -> set[str]:
-    """Images most of FER+'s taggers called unknown or not a face (FER+'s protocol drops them)."""
-    dropped = set()
-    with votes_csv.open(newline="") as handle:
-        for row in csv.reader(handle):
-            votes = [int(vote) for vote in row[2:]]
-            if max(range(len(votes)), key=votes.__getitem__) >= FERPLUS_UNKNOWN:
-                dropped.add(row[0])
-    return dropped
+def not_faces(split_folder: Path) -> set[str]:
+    """Images of a FER+ split folder that most of its taggers called unknown or not a face (FER+'s protocol drops
+    them): the most-voted column, the first on a tie, is past the eight emotions."""
+    paths, votes = ferplus_votes(split_folder)
+    past_emotions = votes.argmax(axis=1) >= len(FERPLUS_VOTE_COLUMNS)
+    return {path.name for path, dropped in zip(paths, past_emotions, strict=True) if dropped}
 
 
 def fer_faces(ferplus: Path, split: str = "FER2013Test") -> list[LabelledFace]:
@@ -283,7 +279,7 @@ def fer_faces(ferplus: Path, split: str = "FER2013Test") -> list[LabelledFace]:
     with (ferplus / "fer2013_labels.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             labels[row["image"]] = canonical_label(row["fer2013_emotion"])
-    dropped = not_faces(ferplus / split / "label.csv")
+    dropped = not_faces(ferplus / split)
     faces = []
     for path in sorted((ferplus / split).glob("*.png")):
         if path.name in labels and path.name not in dropped:

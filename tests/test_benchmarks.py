@@ -218,7 +218,7 @@ def test_fer_and_ck_faces_come_with_their_labels_without_the_ones_ferplus_calls_
     need(SHARED / "datasets" / "ferplus")
     need(CKPLUS48)
     fer, ck = scenes.labelled_pools()
-    dropped = scenes.not_faces(SHARED / "datasets" / "ferplus" / "FER2013Test" / "label.csv")
+    dropped = scenes.not_faces(SHARED / "datasets" / "ferplus" / "FER2013Test")
     assert len(dropped) > 0 and not dropped & {f"{face.name}.png" for face in fer}
     assert {face.label for face in fer} == {
         "neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"
