@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     store: Path = Field(DEFAULT_STORE, description="model store folder (a Triton model repository)")
     family: str | None = Field(
         None,
-        description="family answering requests that name none (e.g. microexpnet); unset: per size, the family whose "
-        "served version has the best validation accuracy",
+        description="family answering requests that name none (e.g. microexpnet); unset: per size, the store's "
+        "decision (defaults.json), else the family whose served version has the best validation accuracy",
     )
     default_size: Size = Field("M", description="size used when a request names none")
     detector: DetectorName = Field("yunet", description="default face detector")
