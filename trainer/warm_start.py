@@ -13,7 +13,6 @@ classes it knew keep their rows and a new class (contempt) starts from the layer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from model_store.metadata import ModelMetadata
+from trainer.models.fusion import foldable_pairs
 
 # Largest difference allowed between the published graph's logits and the unfolded model's, on the calibration
 # faces, for the classes both predict (float32 rounding through a dozen layers stays far below it).
@@ -35,16 +35,16 @@ class WarmStartError(ValueError):
 
 
 def _folded_pairs(model: nn.Module) -> list[tuple[str, str, nn.Conv2d, nn.BatchNorm2d]]:
-    """(convolution name, batch norm name, convolution, batch norm) for every pair ``trainer.models.fusion``
-    folds."""
-    pairs = []
-    for prefix, module in model.named_modules():
-        if isinstance(module, nn.Sequential):
-            for (conv_name, conv), (bn_name, bn) in pairwise(module.named_children()):
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    dotted = f"{prefix}." if prefix else ""
-                    pairs.append((dotted + conv_name, dotted + bn_name, conv, bn))
-    return pairs
+    """(convolution name, batch norm name, convolution, batch norm) for every pair the export folds."""
+    return [
+        (
+            pair.qualified(pair.conv_name),
+            pair.qualified(pair.bn_name),
+            getattr(pair.parent, pair.conv_name),
+            getattr(pair.parent, pair.bn_name),
+        )
+        for pair in foldable_pairs(model)
+    ]
 
 
 def _classifier(model: nn.Module) -> tuple[str, nn.Linear]:
