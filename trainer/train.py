@@ -165,12 +165,16 @@ def _claim(run_dir: Path, config: TrainConfig) -> None:
     write_atomically(config_path, json.dumps(config.to_dict(), indent=2))
 
 
-def _session(config: TrainConfig, train: FaceDataset, train_grids: torch.Tensor, device: str) -> _Session:
+def _session(
+    config: TrainConfig, train: FaceDataset, train_grids: torch.Tensor, device: str, resuming: bool
+) -> _Session:
     torch.manual_seed(config.seed)
     model = create_model(config.arch, num_classes=len(train.classes), **config.model_kwargs)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    if config.init_from:
+    # A resumed run's weights come from last.pt: starting weights would be loaded (and a published model's
+    # calibrated and checked) only to be overwritten.
+    if config.init_from and not resuming:
         _init_from(model, Path(config.init_from), train, train_grids, config.preprocess)
     model = model.to(device)  # before the optimizer, so that its (resumed) state lives beside the parameters
     optimizer = _optimizer(config, model)
@@ -290,8 +294,9 @@ def fit(
     _claim(run_dir, config)
     spec = config.preprocess
     train_grids, val_grids = prepare_grids(train, spec), prepare_grids(val, spec)
-    session = _session(config, train, train_grids, device)
-    state = _resume(session, run_dir / "last.pt")
+    last = run_dir / "last.pt"
+    session = _session(config, train, train_grids, device, resuming=last.exists())
+    state = _resume(session, last)
     targets = _Targets(
         labels=torch.from_numpy(train.labels).to(device),
         votes=vote_targets(train.votes, config.label_mode),
