@@ -208,6 +208,14 @@ class ModelStore:
             )
         return pointer.version
 
+    def served_before(self, name: str) -> list[int]:
+        """The versions served before the pointer's, the most recent last (what rollback goes back to)."""
+        try:
+            pointer = self._pointer(name)
+        except IntegrityError:
+            return []
+        return [] if pointer is None else list(pointer.history)
+
     def default_name(self, size: str) -> str:
         """The model that answers requests naming ``size`` and no family (``default_model``)."""
         size = parse_size(size)

@@ -4,7 +4,8 @@ changes.
 A reload builds a new immutable ``Catalog`` and swaps it in with one assignment, so a request keeps the
 catalog (and sessions) it started with and never sees a half-built one. Versions are immutable in the store,
 so sessions of versions whose metadata is unchanged are reused rather than reloaded. A version that fails
-verification is refused; when it is the one the store serves, the previously served version keeps serving.
+verification is refused; when it is the one the store serves, the previously served version keeps serving (after a
+restart: the one the store's pointer served before, as a rollback would).
 
 Requests that name a size but no family get the size's *default* model: the configured family, or (unset) the
 family whose served version has the best validation accuracy in its metadata, so publishing a more accurate family
@@ -196,7 +197,9 @@ class ModelRegistry:
             refused.append(Refusal(name, None, str(error)))
         if wanted is not None and wanted in loaded:
             return wanted
-        kept = previous.served.get(name)
-        fallback = kept if kept in loaded else max(loaded)
+        # The last good version: the one this worker served until now, else (after a restart) the most recent one
+        # the pointer served before, so a restart does not switch to an untried version; else the highest.
+        candidates = [previous.served.get(name), *reversed(store.served_before(name)), max(loaded)]
+        fallback = next(version for version in candidates if version in loaded)
         log.warning("%s: served version %s is not loadable; serving version %d", name, wanted, fallback)
         return fallback
