@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
             workers=settings.workers,
             log_config=logging_config(settings.log_level),
             access_log=False,
+            # X-Forwarded-For names the client only when the peer is one of the configured proxies.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=[str(network) for network in settings.trusted_proxies],
+            timeout_keep_alive=settings.keep_alive_timeout,
+            limit_concurrency=settings.max_connections,
         )
     finally:
         if metrics_dir is not None:

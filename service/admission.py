@@ -1,19 +1,17 @@
 """Admission: how many requests a worker handles at once, how many may wait, and how long they may wait.
 
-A request takes one of ``max_concurrency`` slots for as long as it runs (receiving its body included). Up to
-``max_queue`` more wait for a slot; beyond that a request is refused at once with 503 and ``Retry-After``
-rather than queued without bound. Waiting is bounded by ``request_timeout``, counted from the request's
-arrival: a request still without a slot then gets 503, and one whose body is still arriving gets 408 (a
-slow or stalled client). Work already running is not interrupted (onnxruntime and OpenCV calls cannot be);
-the size limits bound it. Probes and metrics bypass the slots so that they answer while the worker is busy.
+A request comes here with its whole body already received (``service/body_buffer.py``), so a slow client never
+holds a slot. It takes one of ``max_concurrency`` slots for as long as it runs. Up to ``max_queue`` more wait for a
+slot; beyond that a request is refused at once with 503 and ``Retry-After`` rather than queued without bound.
+Waiting is bounded by ``request_timeout``: a request still without a slot then gets 503. Work already running is
+not interrupted (onnxruntime and OpenCV calls cannot be); the size limits bound it. Probes and metrics bypass the
+slots so that they answer while the worker is busy.
 """
 
 from __future__ import annotations
 
-import time
-
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ApiError, ErrorCode, error_response
 
@@ -43,7 +41,6 @@ class AdmissionMiddleware:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        deadline = time.monotonic() + self.timeout
         if self._admitted >= self.capacity:
             message = f"the server is busy ({self.capacity} requests running or waiting); retry shortly"
             await error_response(_busy(ErrorCode.OVERLOADED, message), scope["path"])(scope, receive, send)
@@ -59,31 +56,8 @@ class AdmissionMiddleware:
                 await error_response(_busy(ErrorCode.TIMEOUT, message), scope["path"])(scope, receive, send)
                 return
             try:
-                await self.app(scope, self._receive_by(deadline, receive), send)
+                await self.app(scope, receive, send)
             finally:
                 self._slots.release()
         finally:
             self._admitted -= 1
-
-    def _receive_by(self, deadline: float, receive: Receive) -> Receive:
-        body_complete = False
-
-        async def receive_in_time() -> Message:
-            nonlocal body_complete
-            if body_complete:  # what follows the body is the wait for a disconnect, which has no deadline
-                return await receive()
-            with anyio.move_on_after(deadline - time.monotonic()):
-                message = await receive()
-                body_complete = message["type"] != "http.request" or not message.get("more_body", False)
-                return message
-            # Raised inside the endpoint that reads the body, so the error handlers render it.
-            raise ApiError(
-                408,
-                ErrorCode.UPLOAD_TIMEOUT,
-                f"the request body did not arrive within {self.timeout:g} s",
-                {"timeout_seconds": self.timeout},
-                # The rest of the body may never come: the connection cannot carry another request.
-                headers={"Connection": "close"},
-            )
-
-        return receive_in_time

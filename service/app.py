@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from service.access import AccessMiddleware, KeyRing, RateLimiter
 from service.admission import AdmissionMiddleware
-from service.api import health, models, oip, page, predict
+from service.api import admin, health, models, oip, page, predict
 from service.api import metrics as metrics_api
-from service.api.page import STATIC
-from service.body_limit import BodyLimitMiddleware
+from service.api.page import DOCS_ASSETS, OPENAPI_URL, STATIC
+from service.body_buffer import BodyBufferMiddleware
 from service.detect import Detectors
 from service.errors import install_error_handlers
 from service.metrics import Metrics
@@ -30,6 +31,8 @@ DESCRIPTION = """Facial-expression recognition with MicroExpNet students.
 
 Upload an image to `/v1/predict`: faces are found (YuNet, the Haar cascade or MTCNN), cropped as in training and
 classified by the model size you pick. Errors have the shape `{"error": {"code", "message", "details"}}`.
+
+When the server has API keys, `/v1` and `/v2` need one: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
 
 Clients of Triton or KServe can send preprocessed tensors to the Open Inference Protocol endpoints under
 `/v2`, whose errors have the protocol's shape `{"error": "message"}`.
@@ -68,23 +71,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version("microexp"),
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by service/api/page.py from local files, under a Content-Security-Policy
+        redoc_url=None,
     )
     app.state.settings = settings
+    admin_token = settings.admin_secret
+    app.state.admin_token = None if admin_token is None else KeyRing([admin_token])
     app.state.registry = registry
     app.state.detectors = detectors
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (predict, models, health, metrics_api, oip, page):
+    for module in (predict, models, health, metrics_api, oip, admin, page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    # Added last = outermost: every response, the refusals of the limits included, gets an id, a log line and
-    # metrics; an oversized body is refused before it would take a slot.
+    app.mount(DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets")
+    # Added last = outermost, so a request meets them in the reverse order: every response, the refusals included,
+    # gets an id, a log line and metrics (RequestObserver); a request without a valid API key or past its client's
+    # rate is refused before anything else is spent on it (AccessMiddleware); its whole body is received, within
+    # size, time and memory limits, before it may take a slot (BodyBufferMiddleware), so a slow client never
+    # holds one; then it waits for a slot (AdmissionMiddleware).
     app.add_middleware(
         AdmissionMiddleware,
         max_concurrency=settings.max_concurrency,
         max_queue=settings.max_queue,
         timeout=settings.request_timeout,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyBufferMiddleware,
+        max_bytes=settings.max_body_bytes,
+        budget=settings.max_buffered_bytes,
+        timeout=settings.body_timeout,
+        metrics=app.state.metrics,
+    )
+    api_keys = settings.api_key_list
+    app.add_middleware(
+        AccessMiddleware,
+        api_keys=KeyRing(api_keys) if api_keys else None,
+        limiter=None if settings.rate_limit_per_client is None else RateLimiter(settings.rate_limit_per_client),
+        metrics=app.state.metrics,
+    )
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -29,6 +29,15 @@ class Metrics:
             _LABELS,
             buckets=_BUCKETS,
             registry=self.registry,
+        )
+        self.body_bytes_held = Gauge(
+            "microexp_request_body_bytes_held",
+            "Bytes of request bodies held in memory now (MICROEXP_MAX_BUFFERED_BYTES bounds it per worker)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.rate_limited = Counter(
+            "microexp_rate_limited", "Requests refused with 429 for passing their client's rate", registry=self.registry
         )
 
     def observe(self, endpoint: str, model: str, size: str, status: int, seconds: float) -> None:

@@ -15,6 +15,9 @@ log = logging.getLogger("microexp.access")
 # A caller's own id is kept (to follow a request through several services) when it is safe to log.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REQUEST_ID_HEADER = "X-Request-ID"
+# Set in a request's state by a middleware that saw the client leave before an answer could be sent.
+CLIENT_GONE = "client_gone"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: not the server's failure
 
 
 class RequestObserver:
@@ -44,6 +47,8 @@ class RequestObserver:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
+            if state.get(CLIENT_GONE) and status == 500:
+                status = CLIENT_CLOSED_REQUEST
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
             model = state.get("log_fields", {}).get("model", "")  # set once a model is resolved

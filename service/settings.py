@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
 from model_store.preprocess import ViewCount
@@ -61,11 +62,39 @@ class Settings(BaseSettings):
         VIEWS_BY_SIZE, description="test-time views per face by model size; sizes a value leaves out keep the default"
     )
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_buffered_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="request bodies held in memory at once, all requests together (received so far, or complete and "
+        "waiting for a slot or being handled); a request that would pass it is refused with 503",
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="seconds a client has to send its whole request body (408 past it)"
+    )
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) decoded")
     max_concurrency: int = Field(8, ge=1, description="requests handled at once per worker (probes not counted)")
     max_queue: int = Field(32, ge=0, description="requests waiting for a slot; more are refused with 503")
-    request_timeout: float = Field(
-        30.0, gt=0, description="seconds a request may wait for a slot and for its body (503 / 408 past it)"
+    request_timeout: float = Field(30.0, gt=0, description="seconds a request may wait for a slot (503 past it)")
+    keep_alive_timeout: float = Field(5.0, gt=0, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(
+        1000, ge=1, description="open connections per worker; more are answered 503 and closed at once"
+    )
+    # Access control (docs/reliability.md, "Threat model").
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for /admin/*; unset (and no admin_token_file): the admin endpoints are off"
+    )
+    admin_token_file: Path | None = Field(None, description="a file holding the admin token (a mounted secret)")
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated API keys; set: /v1 and /v2 (but their health probes) need one"
+    )
+    api_keys_file: Path | None = Field(None, description="a file of API keys, one a line (a mounted secret)")
+    rate_limit_per_client: float | None = Field(
+        None, gt=0, description="requests per second per client to /v1 and /v2, bursts of as many; unset: no limit"
+    )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (),
+        description="comma-separated addresses or networks of the proxies whose X-Forwarded-For names the client; "
+        "unset: the peer address is the client",
     )
     ort_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
     reload_interval: float = Field(5.0, ge=0, description="seconds between store checks (0: only /admin/reload)")
@@ -94,6 +123,37 @@ class Settings(BaseSettings):
     def views_for(self, size: Size) -> ViewCount:
         """Test-time views for a request to a model of `size` that names none."""
         return self.views if self.views is not None else self.views_by_size[size]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("admin_token_file", "api_keys_file")
+    @classmethod
+    def _secret_file(cls, path: Path | None) -> Path | None:
+        # Read once here, so that a missing or empty secret stops the server at start with a clear message.
+        if path is not None and not path.read_text().strip():
+            raise ValueError(f"{path} is empty")
+        return path
+
+    @property
+    def admin_secret(self) -> str | None:
+        """The admin token, from the file when one is named; None: the admin endpoints are off."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip()
+        return None if self.admin_token is None else self.admin_token.get_secret_value()
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """Every accepted API key (the file's and the variable's); empty: inference is open."""
+        keys = [] if self.api_keys is None else self.api_keys.get_secret_value().split(",")
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys += [line for line in lines if not line.lstrip().startswith("#")]
+        return [key.strip() for key in keys if key.strip()]
 
     @field_validator("yunet_model")
     @classmethod

@@ -117,6 +117,28 @@ def server(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         service.stop()
 
 
+# Every access setting on, as an exposed deployment would have them; the rate is far above what one test sends.
+API_KEY = "api-key-for-tests"
+ADMIN_TOKEN = "admin-token-for-tests"
+LOCKED_DOWN = {
+    "MICROEXP_API_KEYS": API_KEY,
+    "MICROEXP_ADMIN_TOKEN": ADMIN_TOKEN,
+    "MICROEXP_RATE_LIMIT_PER_CLIENT": "1000",
+    "MICROEXP_TRUSTED_PROXIES": "192.0.2.0/24",
+}
+
+
+@pytest.fixture(scope="session")
+def locked_server(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The session server's twin with every access setting on; requests need ``API_KEY``."""
+    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("logs") / "locked.log", env=LOCKED_DOWN)
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        service.stop()
+
+
 @pytest.fixture(scope="session")
 def client(server: ServiceProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as http:

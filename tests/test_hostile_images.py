@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from server_fixture import ASTRONAUT_FACE, MAX_PIXELS, ServiceProcess, astronaut, centre, encode, inside
+from server_fixture import API_KEY, ASTRONAUT_FACE, MAX_PIXELS, ServiceProcess, astronaut, centre, encode, inside
 
 pytest_plugins = ["server_fixture"]
 
@@ -268,10 +268,22 @@ def send(client: httpx.Client, case: Hostile) -> httpx.Response:
     return client.post("/v1/predict", params=case.params, content=case.make(), headers={"content-type": case.media})
 
 
+@pytest.fixture(scope="module", params=["open", "locked down"])
+def either_client(
+    request: pytest.FixtureRequest, client: httpx.Client, locked_server: ServiceProcess
+) -> Iterator[httpx.Client]:
+    """The default server's client, and one of the server with every access setting on (API key sent)."""
+    if request.param == "open":
+        yield client
+        return
+    with httpx.Client(base_url=locked_server.url, timeout=60, headers={"X-API-Key": API_KEY}) as locked:
+        yield locked
+
+
 @pytest.mark.parametrize("name", list(CORPUS))
-def test_each_hostile_input_gets_its_documented_answer(client: httpx.Client, name: str) -> None:
+def test_each_hostile_input_gets_its_documented_answer(either_client: httpx.Client, name: str) -> None:
     case = CORPUS[name]
-    response = send(client, case)
+    response = send(either_client, case)
     assert response.status_code == case.status, response.text
     body = response.json()
     if case.code is None:
@@ -308,7 +320,8 @@ def test_bombs_do_not_raise_the_servers_peak_memory(
     assert (peak - before) * 1024 < 10 * MAX_PIXELS, f"peak RSS rose from {before} kB to {peak} kB"
 
 
-def test_the_worker_survived_the_corpus(client: httpx.Client, server: ServiceProcess) -> None:
-    assert server.process.poll() is None
-    assert client.get("/healthz").json() == {"status": "ok"}
-    assert "unhandled error" not in server.log() and "Traceback" not in server.log()
+def test_the_workers_survived_the_corpus(server: ServiceProcess, locked_server: ServiceProcess) -> None:
+    for service in (server, locked_server):
+        assert service.process.poll() is None
+        assert httpx.get(f"{service.url}/healthz", timeout=30).json() == {"status": "ok"}
+        assert "unhandled error" not in service.log() and "Traceback" not in service.log()

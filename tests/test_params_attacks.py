@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 import pytest
 from conftest import REPO
-from server_fixture import ServiceProcess, astronaut, encode
+from server_fixture import ADMIN_TOKEN, API_KEY, ServiceProcess, astronaut, encode
 
 from model_store.metadata import parse_size
 from service.errors import ApiError
@@ -121,16 +121,26 @@ def send(port: int, method: str, target: str, headers: dict[str, str], body: byt
 
 
 def send_all(port: int) -> list[int]:
-    """Every attack, then a reload, which reads the store (so that a trace of this sees the server's file calls)."""
-    statuses = [send(port, method, target, headers, body)[0] for method, target, headers, body, _ in ATTACKS.values()]
-    send(port, "POST", "/admin/reload", {}, b"")
+    """Every attack (with the API key) on the locked-down server, then a reload, which reads the store (so that a
+    trace of this sees the server's file calls)."""
+    key = {"X-API-Key": API_KEY}
+    statuses = [
+        send(port, method, target, {**headers, **key}, body)[0] for method, target, headers, body, _ in ATTACKS.values()
+    ]
+    assert send(port, "POST", "/admin/reload", {"Authorization": f"Bearer {ADMIN_TOKEN}"}, b"")[0] == 200
     return statuses
 
 
+@pytest.mark.parametrize("locked", [False, True], ids=["open", "locked down"])
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_attack_is_a_client_error_in_its_apis_shape(server: ServiceProcess, attack: str) -> None:
+def test_attack_is_a_client_error_in_its_apis_shape(
+    server: ServiceProcess, locked_server: ServiceProcess, locked: bool, attack: str
+) -> None:
     method, target, headers, body, status = ATTACKS[attack]
-    got, content = send(server.port, method, target, headers, body)
+    if locked:
+        got, content = send(locked_server.port, method, target, {**headers, "X-API-Key": API_KEY}, body)
+    else:
+        got, content = send(server.port, method, target, headers, body)
     assert got == status, content[:300]
     error = json.loads(content)["error"]
     if target.startswith("/v2/"):
@@ -188,20 +198,22 @@ def traced(pid: int, log: Path) -> Iterator[None]:
 
 
 def test_attacks_touch_no_file_outside_the_store(
-    server: ServiceProcess, model_store_root: Path, tmp_path: Path
+    locked_server: ServiceProcess, model_store_root: Path, tmp_path: Path
 ) -> None:
     # An untraced first pass, so that modules the server imports on first use are not mistaken for the attacks.
-    send_all(server.port)
+    send_all(locked_server.port)
     log = tmp_path / "strace.log"
-    with traced(server.process.pid, log):
-        statuses = send_all(server.port)
+    with traced(locked_server.process.pid, log):
+        statuses = send_all(locked_server.port)
     assert all(400 <= status < 500 for status in statuses)
     store = model_store_root.resolve()
     touched = touched_paths(log.read_text(), REPO)
     assert any(path.is_relative_to(store) for path in touched), "the trace saw none of the server's file calls"
     outside = sorted(str(path) for path in touched if not path.is_relative_to(store))
     assert not outside, f"the server touched files outside {store}: {outside[:20]}"
-    assert server.process.poll() is None and all(tracer == 0 for tracer in tracer_pids(server.process.pid))
+    assert locked_server.process.poll() is None and all(
+        tracer == 0 for tracer in tracer_pids(locked_server.process.pid)
+    )
 
 
 # ---- resolution in-process ----------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ def corrupt_copy(store: ModelStore, source: int, target: int) -> None:
 
 
 def test_admin_reload_refuses_a_corrupt_version_and_keeps_serving(store_copy: ModelStore) -> None:
-    with TestClient(create_app(Settings(store=store_copy.root, reload_interval=0))) as local:
+    settings = Settings(store=store_copy.root, reload_interval=0, admin_token="admin")
+    with TestClient(create_app(settings), headers={"Authorization": "Bearer admin"}) as local:
         publish_student(store_copy, "XXS", seed=1)
         assert predict(local).json()["model"]["version"] == 1  # no polling: nothing changes by itself
         reloaded = local.post("/admin/reload").json()

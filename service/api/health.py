@@ -1,17 +1,16 @@
-"""Liveness, readiness and an on-demand model reload."""
+"""Liveness and readiness."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
 from service.errors import ApiError, ErrorCode, responses
 from service.registry import Catalog, ModelRegistry
-from service.schemas import HealthResponse, ReadyResponse, ReloadResponse, refused_versions
+from service.schemas import HealthResponse, ReadyResponse
 from service.settings import Settings
 
 router = APIRouter(tags=["operations"])
@@ -53,23 +52,3 @@ async def readyz(
     if problem is not None:
         raise ApiError(503, ErrorCode.NOT_READY, f"the default detector {available.default} is unavailable: {problem}")
     return ReadyResponse(served=dict(catalog.served), defaults=dict(catalog.defaults))
-
-
-@router.post(
-    "/admin/reload",
-    summary="Reload the model store now (it is also polled)",
-    response_model=ReloadResponse,
-    responses=responses(503),
-)
-async def reload(
-    models: Annotated[ModelRegistry, Depends(registry)], available: Annotated[Detectors, Depends(detectors)]
-) -> ReloadResponse:
-    changed = await run_in_threadpool(models.reload)
-    changed = await run_in_threadpool(available.refresh) or changed
-    catalog = models.catalog
-    return ReloadResponse(
-        changed=changed,
-        served=dict(catalog.served),
-        defaults=dict(catalog.defaults),
-        refused=refused_versions(catalog.refused),
-    )
