@@ -2,6 +2,16 @@
 
 const $ = (id) => document.getElementById(id);
 let current = null; // the File being shown
+let live = null; // the webcam session while it runs: { stream, answers }
+
+// Webcam frames are scaled down to this longest side before upload: smaller uploads and a faster detector, and a
+// face that fills a webcam frame is still far larger than the 48x48 pixels the models see.
+const LIVE_MAX_SIDE = 640;
+const LIVE_JPEG_QUALITY = 0.85;
+// frames/s counts the answers of about the last second.
+const FPS_WINDOW_MS = 1000;
+// After a failed frame the next one waits this long, so that a failing server is not asked again at once.
+const RETRY_MS = 1000;
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -78,7 +88,7 @@ function renderFaces(prediction) {
 }
 
 async function analyse() {
-  if (!current) return;
+  if (!current || live) return;
   setStatus(`Analysing ${current.name}…`);
   const params = query();
   try {
@@ -100,8 +110,165 @@ async function analyse() {
 }
 
 function choose(file) {
+  stopWebcam();
   current = file;
   analyse();
+}
+
+function cameraError(error) {
+  switch (error.name) {
+    case "NotAllowedError":
+      return "permission to use the camera was refused";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "no camera found";
+    case "NotReadableError":
+      return "the camera is in use by another program";
+    default:
+      return error.message;
+  }
+}
+
+function showLive(on) {
+  $("live").hidden = !on;
+  $("start").hidden = on;
+  $("stop").hidden = !on;
+  if (on) $("output").hidden = true;
+}
+
+async function startWebcam() {
+  if (live) return;
+  // Browsers give only secure pages (https, or http on localhost) navigator.mediaDevices.
+  if (!navigator.mediaDevices?.getUserMedia) {
+    setStatus("Error: this browser gives the page no camera (it needs https or localhost)", true);
+    return;
+  }
+  setStatus("Starting the webcam…");
+  const session = { stream: null, answers: [] };
+  live = session;
+  try {
+    session.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    if (live !== session) throw new DOMException("stopped while starting", "AbortError");
+    // A camera unplugged or taken away ends its track: stop as if asked to, and say so.
+    session.stream.getVideoTracks()[0]?.addEventListener("ended", () => {
+      if (live !== session) return;
+      stopWebcam();
+      setStatus("Error: the camera stopped sending pictures", true);
+    });
+    $("video").srcObject = session.stream;
+    await $("video").play();
+  } catch (error) {
+    session.stream?.getTracks().forEach((track) => track.stop());
+    if (live === session) {
+      live = null;
+      showLive(false);
+      setStatus(`Error: ${cameraError(error)}`, true);
+    }
+    return;
+  }
+  $("fps").textContent = "– frames/s";
+  $("live-faces").textContent = "waiting for the first answer";
+  const overlay = $("overlay");
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height); // the last session's boxes
+  showLive(true);
+  setStatus("Live");
+  pump(session);
+}
+
+function stopWebcam() {
+  if (!live) return;
+  live.stream?.getTracks().forEach((track) => track.stop());
+  live = null;
+  $("video").srcObject = null;
+  showLive(false);
+  setStatus("Webcam stopped.");
+}
+
+// Resolves when the video shows a new frame, so that no frame is sent twice.
+function nextVideoFrame(video) {
+  return new Promise((resolve) => {
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(() => resolve());
+    else requestAnimationFrame(() => resolve());
+  });
+}
+
+function grabFrame(video) {
+  const scale = Math.min(1, LIVE_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve, reject) => {
+    const done = (blob) => {
+      if (blob) resolve(new File([blob], "frame.jpg", { type: blob.type }));
+      else reject(new Error("the frame could not be encoded"));
+    };
+    canvas.toBlob(done, "image/jpeg", LIVE_JPEG_QUALITY);
+  });
+}
+
+function faceLabel(face) {
+  return `${face.expression} ${(face.probability * 100).toFixed(0)}%`;
+}
+
+// The boxes are drawn in the uploaded frame's pixels; CSS stretches the overlay over the video like the video itself.
+function drawFaces(prediction) {
+  const overlay = $("overlay");
+  overlay.width = prediction.image.width;
+  overlay.height = prediction.image.height;
+  const style = getComputedStyle(overlay);
+  const context = overlay.getContext("2d");
+  context.strokeStyle = context.fillStyle = style.color;
+  context.lineWidth = Math.max(2, overlay.width / 200);
+  context.font = style.font;
+  context.textBaseline = "bottom";
+  const lineHeight = parseFloat(style.fontSize);
+  for (const face of prediction.faces) {
+    const { x, y, width, height } = face.box;
+    context.strokeRect(x, y, width, height);
+    context.fillText(faceLabel(face), x, Math.max(y - 4, lineHeight)); // above the box, or at the top edge
+  }
+}
+
+function countAnswer(session) {
+  const now = performance.now();
+  const answers = session.answers;
+  answers.push(now);
+  // Keep one answer older than the window so that a server slower than one answer a second still gets a rate.
+  while (answers.length > 2 && answers[1] < now - FPS_WINDOW_MS) answers.shift();
+  if (answers.length < 2) return;
+  const perSecond = ((answers.length - 1) * 1000) / (now - answers[0]);
+  $("fps").textContent = `${perSecond.toFixed(1)} frames/s`;
+}
+
+function showAnswer(prediction, session) {
+  drawFaces(prediction);
+  countAnswer(session);
+  const model = prediction.model;
+  const faces = prediction.faces.map(faceLabel);
+  $("live-faces").textContent =
+    `${prediction.no_face ? "no face" : faces.join(", ")} · model ${model.name} v${model.version} · ` +
+    `${prediction.timing.total_ms.toFixed(1)} ms`;
+  setStatus("Live");
+}
+
+// One request in flight: the next frame is taken when the answer to the last one has arrived.
+async function pump(session) {
+  const video = $("video");
+  while (live === session) {
+    await nextVideoFrame(video);
+    if (live !== session) return;
+    try {
+      const response = await post("/v1/predict", await grabFrame(video), query());
+      if (!response.ok) throw new Error(await errorText(response));
+      const prediction = await response.json();
+      if (live === session) showAnswer(prediction, session);
+    } catch (error) {
+      if (live !== session) return;
+      setStatus(`Error: ${error.message} (trying again)`, true);
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
 }
 
 function wire() {
@@ -119,6 +286,8 @@ function wire() {
   });
   $("size").addEventListener("change", analyse);
   $("detector").addEventListener("change", analyse);
+  $("start").addEventListener("click", startWebcam);
+  $("stop").addEventListener("click", stopWebcam);
 }
 
 wire();
