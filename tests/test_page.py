@@ -44,7 +44,7 @@ FAKE_CAMERA = ("--use-fake-device-for-media-stream",)
 CLIP_SIZE = (640, 480)
 CLIP_FRAMES = 30
 CLIP_PAN = 16  # pixels the astronaut sways left and right over the clip
-SCREENSHOT_SIZE = (900, 860)  # the browser window for the webcam screenshot: the controls and the whole video
+SCREENSHOT_SIZE = (900, 1000)  # the browser window for the webcam screenshot: the controls and the whole video
 # The <img> as the browser shows it, read back through a canvas as a PNG data URL.
 READ_IMAGE = """
 const img = arguments[0];
