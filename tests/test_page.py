@@ -89,6 +89,7 @@ def chromium(profile: Path, *flags: str) -> Iterator[webdriver.Chrome]:
     options.binary_location = str(CHROMIUM)
     for flag in (*FLAGS, *flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, where CSP violations go
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:
         yield driver
@@ -266,3 +267,40 @@ def test_a_camera_refused_or_absent_is_shown_on_the_page(
         assert status(browser) == f"Error: {error}"
         assert not browser.find_element(By.ID, "live").is_displayed()
         assert browser.find_element(By.ID, "start").is_displayed()
+
+
+# Every host but the server's fails to resolve: a page that needs a CDN shows nothing.
+NO_NETWORK = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+
+
+# ReDoc's sidebar shows a "by Redocly" logo from its CDN: blocked, as every other host is, and not missed.
+REDOC_LOGO = "https://cdn.redoc.ly/"
+
+
+def policy_violations(driver: webdriver.Chrome) -> list[str]:
+    messages = [entry["message"] for entry in driver.get_log("browser")]
+    return [message for message in messages if "Content Security Policy" in message and REDOC_LOGO not in message]
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [
+        ("/docs", ".swagger-ui .opblock-summary-path[data-path='/v1/predict']"),
+        ("/redoc", "[data-section-id='tag/inference']"),
+        ("/", "#controls"),
+    ],
+)
+def test_docs_and_page_render_offline_under_their_policy(
+    server: ServiceProcess, tmp_path: Path, path: str, rendered: str
+) -> None:
+    with chromium(tmp_path / "profile", NO_NETWORK) as driver:
+        driver.get(f"{server.url}{path}")
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, rendered))
+        assert not policy_violations(driver)
+        # The policy is there and enforced: an inline script does not run.
+        driver.execute_script(
+            "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+            "document.body.appendChild(s);"
+        )
+        assert driver.execute_script("return window.injected") is None
+        assert policy_violations(driver)
