@@ -221,10 +221,14 @@ class YuNetDetector:
         self._second_nets = nets(second_look_side, second_look_threshold) if second_look_side > max_side else None
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        faces = self._detect(image, self.max_side, self._nets)
+        faces = self.first_look(image)
         if faces or self._second_nets is None or max(image.shape[:2]) <= self.max_side:
             return faces
         return self._detect(image, self.second_look_side, self._second_nets)
+
+    def first_look(self, image: np.ndarray) -> list[Face]:
+        """Faces found at ``max_side``, without the second look."""
+        return self._detect(image, self.max_side, self._nets)
 
     def _detect(self, image: np.ndarray, max_side: int, nets: _Pool[cv2.FaceDetectorYN]) -> list[Face]:
         small, factor = downscale(image, max_side)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.access import AccessMiddleware, KeyRing, RateLimiter
 from service.admission import AdmissionMiddleware
-from service.api import admin, health, models, oip, page, predict
+from service.api import admin, health, models, oip, page, predict, video
 from service.api import metrics as metrics_api
 from service.api.page import DOCS_ASSETS, OPENAPI_URL, STATIC
 from service.body_buffer import BodyBufferMiddleware
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.detectors = detectors
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (predict, models, health, metrics_api, oip, admin, page):
+    for module in (predict, models, health, metrics_api, oip, admin, page, video):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets")
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyBufferMiddleware,
         max_bytes=settings.max_body_bytes,
+        limits={video.PATH: settings.video_max_bytes},
         budget=settings.max_buffered_bytes,
         timeout=settings.body_timeout,
         metrics=app.state.metrics,

@@ -3,8 +3,8 @@
 A client that sends its body slowly, or never finishes it, must not hold one of the few slots that complete
 requests need, so the body is read here, before admission, within three limits:
 
-- size: a declared Content-Length over ``max_bytes`` is refused (413) before any of the body is read; a body
-  without one (chunked) is refused as soon as it passes the limit;
+- size: a declared Content-Length over ``max_bytes`` (or the path's own limit in ``limits``: videos) is refused
+  (413) before any of the body is read; a body without one (chunked) is refused as soon as it passes the limit;
 - time: a client has ``timeout`` seconds from its request's arrival to send the whole body (408 past it);
 - memory: the bodies held at once, all requests together, never pass ``budget`` bytes. Each request counts what it
   has received, from its first byte until its response ends; one that would pass the budget is refused with 503.
@@ -16,6 +16,7 @@ The app then reads the body from memory in the chunks it arrived in (no copy).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,9 +46,18 @@ class _Refused(Exception):
 
 
 class BodyBufferMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, budget: int, timeout: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        limits: Mapping[str, int],
+        budget: int,
+        timeout: float,
+        metrics: Metrics,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = dict(limits)
         self.budget = budget
         self.timeout = timeout
         self.metrics = metrics
@@ -57,9 +67,10 @@ class BodyBufferMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(too_large(self.max_bytes), scope["path"])(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(too_large(limit), scope["path"])(scope, receive, send)
             return
         chunks: deque[bytes] = deque()
         received = 0
@@ -74,7 +85,7 @@ class BodyBufferMiddleware:
                         body = message.get("body", b"")
                         received += len(body)
                         self._hold(len(body))
-                        self._check(received)
+                        self._check(received, limit)
                         chunks.append(body)
                         if not message.get("more_body", False):
                             break
@@ -90,9 +101,9 @@ class BodyBufferMiddleware:
         self.held += change
         self.metrics.body_bytes_held.set(self.held)
 
-    def _check(self, received: int) -> None:
-        if received > self.max_bytes:
-            raise _Refused(too_large(self.max_bytes))
+    def _check(self, received: int, limit: int) -> None:
+        if received > limit:
+            raise _Refused(too_large(limit))
         if self.held > self.budget:
             raise _Refused(
                 ApiError(

@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IMAGE_TOO_LARGE = "image_too_large"
     MISSING_IMAGE = "missing_image"
+    INVALID_VIDEO = "invalid_video"
+    VIDEO_TOO_LONG = "video_too_long"
     UNKNOWN_MODEL_SIZE = "unknown_model_size"
     UNKNOWN_VERSION = "unknown_version"
     DETECTOR_UNAVAILABLE = "detector_unavailable"
@@ -92,14 +94,15 @@ class ApiError(StarletteHTTPException):
         self.message = message
         self.details = details
 
+    def detail_body(self) -> ErrorDetail:
+        return ErrorDetail(code=self.code, message=self.message, details=self.details)
+
 
 def error_response(error: ApiError, path: str) -> JSONResponse:
     """`error` in the shape of the API that `path` belongs to."""
-    body: BaseModel
-    if speaks_oip(path):
-        body = OipErrorResponse(error=error.message)
-    else:
-        body = ErrorResponse(error=ErrorDetail(code=error.code, message=error.message, details=error.details))
+    body: BaseModel = (
+        OipErrorResponse(error=error.message) if speaks_oip(path) else ErrorResponse(error=error.detail_body())
+    )
     return JSONResponse(body.model_dump(mode="json"), status_code=error.status, headers=error.headers)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, computed_field
 from model_store.metadata import ModelMetadata
 from model_store.preprocess import ViewCount
 from model_store.vocabulary import Size
+from service.errors import ErrorDetail
 from service.registry import Refusal
 
 
@@ -53,7 +54,7 @@ class Timing(BaseModel):
     decode_ms: float
     detect_ms: float
     preprocess_ms: float = Field(description="cropping, grayscale and resizing the faces")
-    inference_ms: float
+    inference_ms: float = Field(description="the model run; in a batch or a video, the one run shared by its images")
 
     @computed_field(description="decode to inference; excludes receiving the upload")  # type: ignore[prop-decorator]
     @property
@@ -72,6 +73,76 @@ class PredictResponse(BaseModel):
     no_face: bool = Field(description="true when no face was found (faces is then empty)")
     faces: list[FacePrediction] = Field(description="most confident detection first")
     timing: Timing
+
+
+class BatchError(BaseModel):
+    error: ErrorDetail = Field(description="why this image has no answer; the other images are unaffected")
+
+
+class BatchResponse(BaseModel):
+    results: list[PredictResponse | BatchError] = Field(description="one per uploaded image, in upload order")
+
+
+class VideoFace(FacePrediction):
+    track: int | None = Field(
+        description="the id of the person this face continues from earlier frames (track=true); null: not tracked"
+    )
+
+
+class VideoFrame(BaseModel):
+    index: int = Field(description="the frame's position in the video, from 0")
+    time_s: float = Field(description="seconds from the start")
+    faces: list[VideoFace] = Field(description="most confident detection first")
+
+
+class VideoInfo(BaseModel):
+    width: int
+    height: int
+    fps: float = Field(description="frames per second, as the container declares")
+    frames: int | None = Field(description="frames the container declares; null when it does not say")
+    duration_s: float | None
+
+
+class TrackSummary(BaseModel):
+    id: int
+    first_s: float
+    last_s: float
+    frames: int = Field(description="sampled frames the face is in")
+    expression: str = Field(description="the most probable label of `probabilities`")
+    probabilities: dict[str, float] = Field(
+        description="the mean over the track's frames (of the smoothed answers with smoothing)"
+    )
+
+
+class VideoTiming(BaseModel):
+    decode_ms: float = Field(description="reading and decoding every frame, sampled or not")
+    detect_ms: float
+    preprocess_ms: float
+    inference_ms: float = Field(description="the model runs, each over the faces of up to 32 frames")
+    total_ms: float = Field(description="opening the video to the last frame's answer; excludes the upload")
+    frames_per_second: float = Field(description="sampled frames per second of total_ms")
+
+
+class VideoSummary(BaseModel):
+    frames_decoded: int
+    frames_sampled: int = Field(description="frames classified: the entries of `frames`")
+    frames_with_faces: int
+    faces: int = Field(description="faces over all sampled frames")
+    expressions: dict[str, int] = Field(description="faces by their most probable label, over all sampled frames")
+    tracks: list[TrackSummary] | None = Field(description="each tracked person; null: tracking off")
+    timing: VideoTiming
+
+
+class VideoResponse(BaseModel):
+    request_id: str
+    model: ModelUsed
+    detector: str | None = Field(description="face detector used; null with detect=false")
+    views: ViewCount
+    video: VideoInfo
+    sample_fps: float = Field(description="frames per second classified")
+    smoothing: float = Field(description="the weight of a track's past in each face's probabilities (0: none)")
+    frames: list[VideoFrame]
+    summary: VideoSummary
 
 
 class RefusedVersion(BaseModel):

@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     )
     ort_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
     reload_interval: float = Field(5.0, ge=0, description="seconds between store checks (0: only /admin/reload)")
+    # Batches, videos (POST /v1/predict/batch, POST /v1/video).
+    batch_max_images: int = Field(32, ge=1, le=1024, description="images in one POST /v1/predict/batch")
+    batch_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="the images of one batch together (max_body_bytes also applies)"
+    )
+    video_max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="largest request body to POST /v1/video (instead of max_body_bytes)"
+    )
+    video_max_seconds: float = Field(600.0, gt=0, description="longest video accepted, in seconds of playing time")
+    video_max_frames: int = Field(
+        6000, ge=1, description="most frames one video request classifies (after sampling by fps)"
+    )
+    video_max_fps: float = Field(
+        30.0, gt=0, description="most frames a second sampled from a video; a request's fps is capped to it"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)

@@ -5,11 +5,13 @@ All are ``async`` because none blocks: FastAPI would run plain functions in its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from model_store.faces import FaceDetector
+from model_store.preprocess import ViewCount
 from model_store.vocabulary import MODEL_NAME_PATTERN, SIZES, check_family, parse_size, split_model_name
 from service.detect import Detectors
 from service.errors import ApiError, ErrorCode
@@ -53,7 +55,7 @@ async def chosen_model(
     arch: Annotated[str | None, Query(description="the older name of `family`, still accepted")] = None,
     version: Annotated[int | None, Query(ge=1, description="model version; default: the served version")] = None,
 ) -> LoadedModel:
-    family, size = _family_and_size(model, _family(family, arch), config.default_size)
+    family, size = family_and_size(model, _family(family, arch), config.default_size)
     request.state.model_size = size
     loaded = models.catalog.model(size, version, family)
     request.state.log_fields = {"model": loaded.metadata.name, "version": loaded.metadata.version}
@@ -66,7 +68,7 @@ def _family(family: str | None, arch: str | None) -> str | None:
     return family if family is not None else arch
 
 
-def _family_and_size(model: str | None, family: str | None, default_size: str) -> tuple[str | None, str]:
+def family_and_size(model: str | None, family: str | None, default_size: str) -> tuple[str | None, str]:
     if model is not None and MODEL_NAME_PATTERN.match(model):
         named_family, size = split_model_name(model)
         if family is not None and family != named_family:
@@ -98,3 +100,45 @@ async def chosen_detector(
     ] = None,
 ) -> FaceDetector | None:
     return available.get(detector) if detect else None
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    max_faces: int
+    align: bool
+    views: ViewCount
+
+
+async def face_options(
+    config: Annotated[Settings, Depends(settings)],
+    model: Annotated[LoadedModel, Depends(chosen_model)],
+    max_faces: Annotated[
+        int | None, Query(ge=1, description="classify at most this many faces, most confident first")
+    ] = None,
+    align: Annotated[
+        bool | None,
+        Query(
+            description="turn each face so that its eyes are level before cropping (needs a detector that gives "
+            "landmarks: yunet, mtcnn; haar's faces stay as they are); default: the server's"
+        ),
+    ] = None,
+    views: Annotated[
+        ViewCount | None,
+        Query(
+            description="test-time views per face, their probabilities averaged: 1 the centre crop, 2 it and its "
+            "mirror, 16 the eight corner and side crops and their mirrors; default: the server's for the model's size"
+        ),
+    ] = None,
+) -> FaceOptions:
+    return resolve_face_options(config, model, max_faces, align, views)
+
+
+def resolve_face_options(
+    config: Settings, model: LoadedModel, max_faces: int | None, align: bool | None, views: ViewCount | None
+) -> FaceOptions:
+    """How each face is found and classified, from a request's parameters and the server's defaults."""
+    return FaceOptions(
+        max_faces=min(max_faces or config.max_faces, config.max_faces),
+        align=config.align if align is None else align,
+        views=config.views_for(model.metadata.size) if views is None else views,
+    )

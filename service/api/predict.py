@@ -1,4 +1,5 @@
-"""POST /v1/predict (JSON) and POST /v1/annotate (the image with the faces drawn)."""
+"""POST /v1/predict (JSON), POST /v1/predict/batch (several images) and POST /v1/annotate (the image with the faces
+drawn)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from model_store.faces import FaceDetector
-from model_store.preprocess import ViewCount
 from service.annotate import MEDIA_TYPES, ImageFormat, annotate
-from service.api.deps import chosen_detector, chosen_model, settings
-from service.errors import responses
+from service.api.deps import FaceOptions, chosen_detector, chosen_model, face_options, settings
+from service.errors import ApiError, responses
 from service.inference import LoadedModel
-from service.pipeline import Analysis, analyse
-from service.schemas import BoxOut, FacePrediction, ImageInfo, ModelUsed, PredictResponse
+from service.pipeline import Analysis, FaceResult, analyse, analyse_batch
+from service.schemas import (
+    BatchError,
+    BatchResponse,
+    BoxOut,
+    FacePrediction,
+    ImageInfo,
+    ModelUsed,
+    PredictResponse,
+)
 from service.settings import Settings
-from service.upload import REQUEST_BODY, Upload, read_upload
+from service.upload import BATCH_REQUEST_BODY, REQUEST_BODY, Upload, read_batch, read_upload
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -28,36 +36,19 @@ async def analysed(
     config: Annotated[Settings, Depends(settings)],
     model: Annotated[LoadedModel, Depends(chosen_model)],
     detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
+    options: Annotated[FaceOptions, Depends(face_options)],
     upload: Annotated[Upload, Depends(read_upload)],
-    max_faces: Annotated[
-        int | None, Query(ge=1, description="classify at most this many faces, most confident first")
-    ] = None,
-    align: Annotated[
-        bool | None,
-        Query(
-            description="turn each face so that its eyes are level before cropping (needs a detector that gives "
-            "landmarks: yunet, mtcnn; haar's faces stay as they are); default: the server's"
-        ),
-    ] = None,
-    views: Annotated[
-        ViewCount | None,
-        Query(
-            description="test-time views per face, their probabilities averaged: 1 the centre crop, 2 it and its "
-            "mirror, 16 the eight corner and side crops and their mirrors; default: the server's for the model's size"
-        ),
-    ] = None,
 ) -> Analysis:
-    limit = min(max_faces or config.max_faces, config.max_faces)
     # CPU-bound (OpenCV and onnxruntime release the GIL), so off the event loop.
     analysis = await run_in_threadpool(
         analyse,
         upload.data,
         model,
         detector,
-        limit,
+        options.max_faces,
         config.max_pixels,
-        align=config.align if align is None else align,
-        views=config.views_for(model.metadata.size) if views is None else views,
+        align=options.align,
+        views=options.views,
     )
     request.state.log_fields = {
         **request.state.log_fields,
@@ -69,32 +60,36 @@ async def analysed(
     return analysis
 
 
+def face_prediction(face: FaceResult, labels: list[str]) -> FacePrediction:
+    best = int(face.probabilities.argmax())
+    x, y, w, h = face.box
+    return FacePrediction(
+        box=BoxOut(x=x, y=y, width=w, height=h),
+        score=face.score,
+        expression=labels[best],
+        probability=float(face.probabilities[best]),
+        probabilities=dict(zip(labels, face.probabilities.tolist(), strict=True)),
+        aligned=face.aligned,
+    )
+
+
+def model_used(model: LoadedModel) -> ModelUsed:
+    metadata = model.metadata
+    return ModelUsed(
+        name=metadata.name,
+        size=metadata.size,
+        version=metadata.version,
+        architecture=metadata.architecture,
+        labels=metadata.labels,
+    )
+
+
 def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
-    metadata = analysis.model.metadata
-    faces = []
-    for face in analysis.faces:
-        best = int(face.probabilities.argmax())
-        x, y, w, h = face.box
-        faces.append(
-            FacePrediction(
-                box=BoxOut(x=x, y=y, width=w, height=h),
-                score=face.score,
-                expression=metadata.labels[best],
-                probability=float(face.probabilities[best]),
-                probabilities=dict(zip(metadata.labels, face.probabilities.tolist(), strict=True)),
-                aligned=face.aligned,
-            )
-        )
     height, width = analysis.image.bgr.shape[:2]
+    faces = [face_prediction(face, analysis.model.metadata.labels) for face in analysis.faces]
     return PredictResponse(
         request_id=request_id,
-        model=ModelUsed(
-            name=metadata.name,
-            size=metadata.size,
-            version=metadata.version,
-            architecture=metadata.architecture,
-            labels=metadata.labels,
-        ),
+        model=model_used(analysis.model),
         detector=analysis.detector,
         views=analysis.views,
         image=ImageInfo(format=analysis.image.format, width=width, height=height),
@@ -113,6 +108,48 @@ def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
 )
 async def predict(request: Request, analysis: Annotated[Analysis, Depends(analysed)]) -> PredictResponse:
     return to_response(analysis, request.state.request_id)
+
+
+@router.post(
+    "/predict/batch",
+    summary="Several images at once: each one's faces and expressions, as /v1/predict answers them",
+    response_model=BatchResponse,
+    responses=_ERRORS,
+    openapi_extra={"requestBody": BATCH_REQUEST_BODY},
+)
+async def predict_batch(
+    request: Request,
+    config: Annotated[Settings, Depends(settings)],
+    model: Annotated[LoadedModel, Depends(chosen_model)],
+    detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
+    options: Annotated[FaceOptions, Depends(face_options)],
+) -> BatchResponse:
+    """Up to `MICROEXP_BATCH_MAX_IMAGES` images of `MICROEXP_BATCH_MAX_BYTES` together. An image that cannot be
+    read gets an error in its place; the faces of all the others are classified in one model run."""
+    images = await read_batch(request, config.batch_max_images, config.batch_max_bytes)
+    analyses = await run_in_threadpool(
+        analyse_batch,
+        images,
+        model,
+        detector,
+        options.max_faces,
+        config.max_pixels,
+        align=options.align,
+        views=options.views,
+    )
+    results: list[PredictResponse | BatchError] = [
+        BatchError(error=analysis.detail_body())
+        if isinstance(analysis, ApiError)
+        else to_response(analysis, request.state.request_id)
+        for analysis in analyses
+    ]
+    request.state.log_fields = {
+        **request.state.log_fields,
+        "images": len(results),
+        "failed": sum(isinstance(result, BatchError) for result in results),
+        "faces": sum(len(result.faces) for result in results if isinstance(result, PredictResponse)),
+    }
+    return BatchResponse(results=results)
 
 
 _IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
