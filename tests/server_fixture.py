@@ -194,3 +194,23 @@ def centre(box: dict[str, int]) -> tuple[float, float]:
 def inside(point: tuple[float, float], region: tuple[float, float, float, float]) -> bool:
     x, y, w, h = region
     return x <= point[0] <= x + w and y <= point[1] <= y + h
+
+
+def face_clip(
+    path: Path, fourcc: str = "MJPG", faces: int = 20, blanks: int = 10, size: tuple[int, int] = (640, 480)
+) -> Path:
+    """A 30 frames/s video written by OpenCV: `faces` frames of the astronaut (drifting right a pixel a frame, so
+    that frames differ), then `blanks` frames of a gradient; 640x480 unless `size` says otherwise."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), 30.0, size)
+    if not writer.isOpened():
+        raise ValueError(f"OpenCV cannot write {fourcc} to {path}")
+    photo = cv2.resize(astronaut(), (height, height))
+    for index in range(faces):
+        frame = gradient(width, height)
+        frame[:, 40 + index : 40 + index + height] = photo
+        writer.write(frame)
+    for _ in range(blanks):
+        writer.write(gradient(width, height))
+    writer.release()
+    return path

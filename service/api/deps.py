@@ -5,7 +5,9 @@ All are ``async`` because none blocks: FastAPI would run plain functions in its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -17,8 +19,10 @@ from service.detect import Detectors
 from service.errors import ApiError, ErrorCode
 from service.inference import LoadedModel
 from service.metrics import Metrics
+from service.pipeline import Analysis, analyse, analyse_batch
 from service.registry import ModelRegistry
 from service.settings import DetectorName, Settings
+from service.video import Progress, VideoAnalysis, VideoLimits, analyse_video
 
 
 async def settings(request: Request) -> Settings:
@@ -103,15 +107,51 @@ async def chosen_detector(
 
 
 @dataclass(frozen=True)
-class FaceOptions:
+class Classifier:
+    """What a request asked for: the model, the detector, and how each face is cropped and classified."""
+
+    model: LoadedModel
+    detector: FaceDetector | None
     max_faces: int
     align: bool
     views: ViewCount
 
+    def image(self, data: bytes, max_pixels: int) -> Analysis:
+        return analyse(data, self.model, self.detector, self.max_faces, max_pixels, align=self.align, views=self.views)
 
-async def face_options(
+    def images(self, uploads: Sequence[bytes | ApiError], max_pixels: int) -> list[Analysis | ApiError]:
+        return analyse_batch(
+            uploads, self.model, self.detector, self.max_faces, max_pixels, align=self.align, views=self.views
+        )
+
+    def video(
+        self,
+        path: Path,
+        limits: VideoLimits,
+        fps: float | None,
+        track: bool,
+        smoothing: float,
+        progress: Progress | None = None,
+    ) -> VideoAnalysis:
+        return analyse_video(
+            path,
+            self.model,
+            self.detector,
+            limits,
+            max_faces=self.max_faces,
+            align=self.align,
+            views=self.views,
+            fps=fps,
+            track=track,
+            smoothing=smoothing,
+            progress=progress,
+        )
+
+
+async def classifier(
     config: Annotated[Settings, Depends(settings)],
     model: Annotated[LoadedModel, Depends(chosen_model)],
+    detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
     max_faces: Annotated[
         int | None, Query(ge=1, description="classify at most this many faces, most confident first")
     ] = None,
@@ -129,15 +169,22 @@ async def face_options(
             "mirror, 16 the eight corner and side crops and their mirrors; default: the server's for the model's size"
         ),
     ] = None,
-) -> FaceOptions:
-    return resolve_face_options(config, model, max_faces, align, views)
+) -> Classifier:
+    return resolve_classifier(config, model, detector, max_faces, align, views)
 
 
-def resolve_face_options(
-    config: Settings, model: LoadedModel, max_faces: int | None, align: bool | None, views: ViewCount | None
-) -> FaceOptions:
-    """How each face is found and classified, from a request's parameters and the server's defaults."""
-    return FaceOptions(
+def resolve_classifier(
+    config: Settings,
+    model: LoadedModel,
+    detector: FaceDetector | None,
+    max_faces: int | None,
+    align: bool | None,
+    views: ViewCount | None,
+) -> Classifier:
+    """A request's choices completed by the server's defaults."""
+    return Classifier(
+        model=model,
+        detector=detector,
         max_faces=min(max_faces or config.max_faces, config.max_faces),
         align=config.align if align is None else align,
         views=config.views_for(model.metadata.size) if views is None else views,

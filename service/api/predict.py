@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from model_store.faces import FaceDetector
 from service.annotate import MEDIA_TYPES, ImageFormat, annotate
-from service.api.deps import FaceOptions, chosen_detector, chosen_model, face_options, settings
+from service.api.deps import Classifier, classifier, settings
 from service.errors import ApiError, responses
 from service.inference import LoadedModel
-from service.pipeline import Analysis, FaceResult, analyse, analyse_batch
+from service.pipeline import Analysis, FaceResult
 from service.schemas import (
     BatchError,
     BatchResponse,
@@ -34,22 +33,11 @@ _ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
 async def analysed(
     request: Request,
     config: Annotated[Settings, Depends(settings)],
-    model: Annotated[LoadedModel, Depends(chosen_model)],
-    detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
-    options: Annotated[FaceOptions, Depends(face_options)],
+    chosen: Annotated[Classifier, Depends(classifier)],
     upload: Annotated[Upload, Depends(read_upload)],
 ) -> Analysis:
     # CPU-bound (OpenCV and onnxruntime release the GIL), so off the event loop.
-    analysis = await run_in_threadpool(
-        analyse,
-        upload.data,
-        model,
-        detector,
-        options.max_faces,
-        config.max_pixels,
-        align=options.align,
-        views=options.views,
-    )
+    analysis = await run_in_threadpool(chosen.image, upload.data, config.max_pixels)
     request.state.log_fields = {
         **request.state.log_fields,
         "detector": analysis.detector,
@@ -120,23 +108,12 @@ async def predict(request: Request, analysis: Annotated[Analysis, Depends(analys
 async def predict_batch(
     request: Request,
     config: Annotated[Settings, Depends(settings)],
-    model: Annotated[LoadedModel, Depends(chosen_model)],
-    detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
-    options: Annotated[FaceOptions, Depends(face_options)],
+    chosen: Annotated[Classifier, Depends(classifier)],
 ) -> BatchResponse:
     """Up to `MICROEXP_BATCH_MAX_IMAGES` images of `MICROEXP_BATCH_MAX_BYTES` together. An image that cannot be
     read gets an error in its place; the faces of all the others are classified in one model run."""
     images = await read_batch(request, config.batch_max_images, config.batch_max_bytes)
-    analyses = await run_in_threadpool(
-        analyse_batch,
-        images,
-        model,
-        detector,
-        options.max_faces,
-        config.max_pixels,
-        align=options.align,
-        views=options.views,
-    )
+    analyses = await run_in_threadpool(chosen.images, images, config.max_pixels)
     results: list[PredictResponse | BatchError] = [
         BatchError(error=analysis.detail_body())
         if isinstance(analysis, ApiError)

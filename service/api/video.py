@@ -11,15 +11,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from model_store.faces import FaceDetector
-from service.api.deps import FaceOptions, chosen_detector, chosen_model, face_options, settings
+from service.api.deps import Classifier, classifier, settings
 from service.api.predict import face_prediction, model_used
 from service.errors import ApiError, ErrorCode, responses
-from service.inference import LoadedModel
 from service.schemas import TrackSummary, VideoFace, VideoFrame, VideoResponse, VideoSummary
 from service.settings import Settings
 from service.upload import VIDEO_REQUEST_BODY, read_video
-from service.video import VideoAnalysis, VideoLimits, analyse_video
+from service.video import VideoAnalysis, VideoLimits
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 PATH = "/v1/video"
@@ -112,9 +110,7 @@ async def tracking_options(
 async def video(
     request: Request,
     config: Annotated[Settings, Depends(settings)],
-    model: Annotated[LoadedModel, Depends(chosen_model)],
-    detector: Annotated[FaceDetector | None, Depends(chosen_detector)],
-    options: Annotated[FaceOptions, Depends(face_options)],
+    chosen: Annotated[Classifier, Depends(classifier)],
     tracking: Annotated[Tracking, Depends(tracking_options)],
     path: Annotated[Path, Depends(read_video)],
     fps: Annotated[
@@ -125,17 +121,7 @@ async def video(
     """An MP4, WebM or AVI of up to `MICROEXP_VIDEO_MAX_BYTES`, `MICROEXP_VIDEO_MAX_SECONDS` and (after sampling)
     `MICROEXP_VIDEO_MAX_FRAMES` frames, decoded frame by frame."""
     analysis = await run_in_threadpool(
-        analyse_video,
-        path,
-        model,
-        detector,
-        video_limits(config),
-        max_faces=options.max_faces,
-        align=options.align,
-        views=options.views,
-        fps=fps,
-        track=tracking.track,
-        smoothing=tracking.smoothing,
+        chosen.video, path, video_limits(config), fps, tracking.track, tracking.smoothing
     )
     response = to_video_response(analysis, tracking.track, tracking.smoothing, request.state.request_id)
     request.state.log_fields = {
