@@ -16,6 +16,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -107,9 +108,10 @@ def store_copy(model_store_root: Path, tmp_path: Path) -> ModelStore:
     return ModelStore(shutil.copytree(model_store_root, tmp_path / "store"))
 
 
-@pytest.fixture(scope="session")
-def server(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("logs") / "service.log")
+@contextmanager
+def serving(store: Path | None, log_path: Path, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
+    """A ServiceProcess (`store` None: the shipped models), ready, stopped afterwards."""
+    service = ServiceProcess(store, log_path, env=env)
     try:
         service.wait_ready()
         yield service
@@ -137,6 +139,12 @@ def locked_server(model_store_root: Path, tmp_path_factory: pytest.TempPathFacto
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def server(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    with serving(model_store_root, tmp_path_factory.mktemp("logs") / "service.log") as service:
+        yield service
 
 
 @pytest.fixture(scope="session")

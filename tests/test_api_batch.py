@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_fixture import ServiceProcess, astronaut, encode, gradient, png_declaring
+from server_fixture import astronaut, encode, gradient, png_declaring, serving
 
 pytest_plugins = ["server_fixture"]
 
@@ -70,13 +70,11 @@ def test_a_batch_must_be_multipart_with_images(client: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def limited(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     env = {"MICROEXP_BATCH_MAX_IMAGES": "2", "MICROEXP_BATCH_MAX_BYTES": str(LIMIT)}
-    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("batch") / "service.log", env=env)
-    try:
-        service.wait_ready()
-        with httpx.Client(base_url=service.url, timeout=60) as http:
-            yield http
-    finally:
-        service.stop()
+    with (
+        serving(model_store_root, tmp_path_factory.mktemp("batch") / "service.log", env) as service,
+        httpx.Client(base_url=service.url, timeout=60) as http,
+    ):
+        yield http
 
 
 def test_limits_on_images_and_bytes(limited: httpx.Client) -> None:

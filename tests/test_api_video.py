@@ -9,7 +9,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from server_fixture import ServiceProcess, face_clip
+from server_fixture import face_clip, serving
 
 pytest_plugins = ["server_fixture"]
 
@@ -116,13 +116,11 @@ def limited(model_store_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "MICROEXP_MAX_PIXELS": str(640 * 480),
         "TMPDIR": str(temporary),
     }
-    service = ServiceProcess(model_store_root, tmp_path_factory.mktemp("video") / "service.log", env=env)
-    try:
-        service.wait_ready()
-        with httpx.Client(base_url=service.url, timeout=60) as http:
-            yield http, temporary
-    finally:
-        service.stop()
+    with (
+        serving(model_store_root, tmp_path_factory.mktemp("video") / "service.log", env) as service,
+        httpx.Client(base_url=service.url, timeout=60) as http,
+    ):
+        yield http, temporary
 
 
 def test_limits_on_duration_frames_bytes_and_pixels(limited: tuple[httpx.Client, Path], clips: dict[str, Path]) -> None:
