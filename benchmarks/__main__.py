@@ -4,7 +4,7 @@ docs/benchmarks.md.
 Sections: machine (CPU, cores, versions, FLOP/s peak), model only (onnxruntime, PyTorch eager, the authors'
 TensorFlow formulation, the arithmetic floor), face detection on the scene benchmark, end-to-end accuracy on it
 (detector x alignment x views x size), worker/thread layouts, end-to-end HTTP, the default server's requests/s by
-detector, int8.
+detector, a video's frames/s over HTTP, int8.
 ``--quick`` shortens every timing for development (its numbers are not for docs/benchmarks.md).
 """
 
@@ -19,13 +19,13 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, end_to_end, http_load, machine, model_speed, quantize, report
+from benchmarks import detection, end_to_end, http_load, machine, model_speed, quantize, report, video
 from benchmarks.official_tf import OFFICIAL
 from benchmarks.server import REPO
 from model_store.store import ModelStore
 
 HISTORY = REPO / "benchmarks" / "history"
-SECTIONS = ("model", "tensorflow", "detection", "accuracy", "layouts", "http", "detectors", "int8")
+SECTIONS = ("model", "tensorflow", "detection", "accuracy", "layouts", "http", "detectors", "video", "int8")
 # Scenes for the detection and accuracy sections, full and --quick: the accuracy grid runs each scene 60 times.
 DETECTION_SCENES = {False: (400, 100), True: (40, 10)}  # labelled scenes, face-free scenes
 ACCURACY_SCENES = {False: 240, True: 12}
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         if "detectors" in args.only:
             names = [name for name, problem in detection.detector_names(args.store).items() if problem is None]
             result["http_detectors"] = http_load.detectors(args.store, http_seconds, logs, names)
+        if "video" in args.only:
+            result["video"] = video.run(args.store, logs, repeats=1 if args.quick else 5)
     if "int8" in args.only and not args.quick:
         result["int8"] = (
             quantize.run(store, REPO / "benchmarks" / "out" / "int8", seconds / 3)

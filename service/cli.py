@@ -106,6 +106,16 @@ class InProcess:
         return response.model_dump(mode="json")
 
 
+def multipart(field: str, filename: str, media: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body holding one file, and its content type."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{urllib.parse.quote(filename)}"\r\nContent-Type: {media}\r\n\r\n'
+    )
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 class Remote:
     """A server at `url`, called with urllib (the base dependencies have no HTTP client)."""
 
@@ -117,20 +127,12 @@ class Remote:
     def predict(self, path: Path, params: dict[str, Any], progress: Progress | None) -> Answer:
         endpoint, field = ("/v1/video", VIDEO_FIELD) if is_video(path) else ("/v1/predict", FIELD)
         query = urllib.parse.urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
-        boundary = uuid.uuid4().hex
         media = _MEDIA.get(path.suffix.lower(), "application/octet-stream")
-        body = b"".join(
-            [
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '.encode(),
-                f'filename="{urllib.parse.quote(path.name)}"\r\nContent-Type: {media}\r\n\r\n'.encode(),
-                path.read_bytes(),
-                f"\r\n--{boundary}--\r\n".encode(),
-            ]
-        )
+        body, content_type = multipart(field, path.name, media, path.read_bytes())
         request = urllib.request.Request(
             f"{self.url}{endpoint}?{query}",
             data=body,
-            headers={**self.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers={**self.headers, "Content-Type": content_type},
             method="POST",
         )
         try:
