@@ -522,9 +522,9 @@ def video_section(run: dict) -> list[str]:
         _source(run),
         "",
         f"`POST /v1/video?model={video['model']}` to `python -m service` with every other setting at its default "
-        f"({video['detector']}), a {width}x{height} clip of 300 frames at 30 frames/s, every frame classified; "
-        f"frames/s over {video['repeats']} requests after one to warm up, timed by the client from sending the "
-        "upload to reading the answer (benchmarks/video.py). Target (issue 21): at least 100 frames/s.",
+        f"(detector: {video['detector']}), a {width}x{height} clip of 300 frames at 30 frames/s, every frame "
+        f"classified; frames/s over {video['repeats']} requests after one to warm up, timed by the client from "
+        "sending the upload to reading the answer (benchmarks/video.py). Target (issue 21): at least 100 frames/s.",
         "",
         f"{other_load(run)}.",
         "",

@@ -83,4 +83,4 @@ def run(store: Path, logs: Path, repeats: int) -> dict[str, object]:
                         "timing_ms": answer["summary"]["timing"],
                     }
                 )
-    return {"size": list(SIZE), "model": MODEL, "detector": "the server's default", "repeats": repeats, "clips": clips}
+    return {"size": list(SIZE), "model": MODEL, "detector": answer["detector"], "repeats": repeats, "clips": clips}
