@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from server_fixture import face_clip, serving
 
+from service.tracking import IouTracker
+
 pytest_plugins = ["server_fixture"]
 
 
@@ -146,3 +148,14 @@ def test_a_video_may_be_larger_than_other_bodies(client: httpx.Client, tmp_path:
     response = post(client, padded)
     assert response.status_code == 200, response.text
     assert response.json()["summary"]["frames_with_faces"] == 1
+
+
+def test_tracker_keeps_each_person_and_forgets_after_a_gap() -> None:
+    tracker = IouTracker(min_iou=0.3, max_gap_s=1.0)
+    left, right = (0, 0, 100, 100), (300, 0, 100, 100)
+    assert tracker.assign([left, right], 0.0) == [1, 2]
+    # Moved a little, listed in the other order: each keeps its id.
+    assert tracker.assign([(310, 5, 100, 100), (10, 5, 100, 100)], 0.1) == [2, 1]
+    assert tracker.assign([(20, 5, 100, 100)], 0.2) == [1]
+    assert tracker.assign([(310, 5, 100, 100)], 0.9) == [2]  # gone for 0.8 s: within the gap
+    assert tracker.assign([(20, 5, 100, 100)], 1.5) == [3]  # gone for 1.3 s: a new track

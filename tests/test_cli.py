@@ -52,8 +52,9 @@ def test_in_process_on_the_shipped_store(folder: Path) -> None:
 
 
 def test_folders_recursively_images_and_videos_as_a_table(folder: Path) -> None:
-    result = microexp("predict", folder, "--format", "table", "--model", "xxs", "--track")
+    result = microexp("predict", folder, "--format", "table", "--model", "xxs", "--track", "--progress")
     assert result.returncode == 0, result.stderr
+    assert "[3/3] photo.jpg" in result.stderr and "[2/3] clip.avi [" in result.stderr  # a video's frames, of 6
     rows = [row.split("\t") for row in result.stdout.splitlines()]
     assert {row[0].split("@")[0] for row in rows} == {
         str(folder / "nested" / "blank.png"),
