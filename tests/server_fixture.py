@@ -119,6 +119,14 @@ def serving(store: Path | None, log_path: Path, env: dict[str, str] | None = Non
         service.stop()
 
 
+def started(request: pytest.FixtureRequest, store: Path, log_path: Path, env: dict[str, str]) -> ServiceProcess:
+    """A ready ServiceProcess, stopped when `request`'s fixture or test ends."""
+    service = ServiceProcess(store, log_path, env=env)
+    request.addfinalizer(service.stop)
+    service.wait_ready()
+    return service
+
+
 # Every access setting on, as an exposed deployment would have them; the rate is far above what one test sends.
 API_KEY = "api-key-for-tests"
 ADMIN_TOKEN = "admin-token-for-tests"

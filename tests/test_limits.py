@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from server_fixture import ServiceProcess, astronaut, encode, two_faces
+from server_fixture import ServiceProcess, astronaut, encode, started, two_faces
 
 pytest_plugins = ["server_fixture"]
 
@@ -27,10 +27,7 @@ PROBES = ["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/read
 
 
 def start(request: pytest.FixtureRequest, store: Path, log: Path, **env: str) -> ServiceProcess:
-    service = ServiceProcess(store, log, env={f"MICROEXP_{key.upper()}": value for key, value in env.items()})
-    request.addfinalizer(service.stop)
-    service.wait_ready()
-    return service
+    return started(request, store, log, {f"MICROEXP_{key.upper()}": value for key, value in env.items()})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from server_fixture import ServiceProcess, astronaut, encode
+from server_fixture import ServiceProcess, astronaut, encode, started
 from store_factory import publish_student
 
 from model_store.store import ModelStore
@@ -23,13 +23,6 @@ ADMIN_TOKEN = "admin-token-for-tests"
 KEYS = ("first-key", "second-key")
 PROBES = ["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"]
 IMAGE = encode(astronaut())
-
-
-def start(request: pytest.FixtureRequest, store: Path, log: Path, env: dict[str, str]) -> ServiceProcess:
-    service = ServiceProcess(store, log, env=env)
-    request.addfinalizer(service.stop)
-    service.wait_ready()
-    return service
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def locked(
         "MICROEXP_API_KEYS_FILE": str(folder / "keys"),
         "MICROEXP_RATE_LIMIT_PER_CLIENT": "2",
     }
-    return start(request, model_store_root, folder / "service.log", env)
+    return started(request, model_store_root, folder / "service.log", env)
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -111,7 +104,7 @@ def test_x_forwarded_for_names_the_client_only_from_a_trusted_proxy(
     env = {"MICROEXP_RATE_LIMIT_PER_CLIENT": "1"}
     if trusted:
         env["MICROEXP_TRUSTED_PROXIES"] = "127.0.0.0/8"
-    service = start(request, model_store_root, tmp_path / "service.log", env)
+    service = started(request, model_store_root, tmp_path / "service.log", env)
     with httpx.Client(base_url=service.url, timeout=30) as http:
         # Each request claims another client; the peer (this test, on loopback) is the same.
         statuses = [http.get("/v1/models", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(6)]
