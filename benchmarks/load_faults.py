@@ -14,7 +14,10 @@ on schedule whether or not earlier ones have finished, so a stall shows as laten
 4. ``kill``: one uvicorn worker gets SIGKILL; requests in flight on it are counted apart, the supervisor
    starts a new one;
 5. ``slow clients``: connections that send headers and part of a multipart body, then a byte a second;
-   the service's upload deadline (``MICROEXP_REQUEST_TIMEOUT``) must end them while others are served.
+   the service's upload deadline (``MICROEXP_BODY_TIMEOUT``) must end them while others are served.
+
+The service runs with every access setting on (an API key, an admin token, a per-client rate limit well above the
+load's rate), as an exposed deployment would, and every client sends the key.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ from model_store.store import ModelStore
 
 SIZE = "XXS"
 WORKERS = 2
-# The service's deadline for a request's slot and body; shorter than its 30 s default so the run shows it.
-REQUEST_TIMEOUT_S = 8.0
+# The service's deadline for a request's body; shorter than its 30 s default so the run shows it.
+BODY_TIMEOUT_S = 8.0
+API_KEY = "load-and-faults"
+KEY_HEADER = {"X-API-Key": API_KEY}
+# Requests/s per client allowed, as a multiple of the load's rate: the limit is on, and the steady load within it.
+RATE_LIMIT_HEADROOM = 4
 RELOAD_INTERVAL_S = 0.5
 CLIENT_TIMEOUT_S = 60.0
 KILL_GRACE_S = 1.0
@@ -75,7 +82,7 @@ class Clock:
 async def one_request(client: httpx.AsyncClient, url: str, body: bytes, clock: Clock) -> Outcome:
     start = clock.now()
     try:
-        response = await client.post(url, content=body, headers={"Content-Type": CONTENT_TYPE})
+        response = await client.post(url, content=body, headers={"Content-Type": CONTENT_TYPE, **KEY_HEADER})
     except httpx.HTTPError as error:
         return Outcome(start, clock.now(), None, type(error).__name__)
     end = clock.now()
@@ -144,7 +151,7 @@ def restore(store: ModelStore, name: str, version: int, corrupted: int) -> dict[
 
 
 def models_view(url: str) -> dict[str, object]:
-    response = httpx.get(f"{url}/v1/models", timeout=10)
+    response = httpx.get(f"{url}/v1/models", headers=KEY_HEADER, timeout=10)
     body = response.json()
     size = next(s for s in body["models"] if s["size"] == SIZE and s["default"])
     refused = [r for r in body.get("refused", []) if r["name"] == size["name"]]
@@ -173,7 +180,7 @@ async def slow_client(port: int, path: str, body: bytes, clock: Clock, hold: flo
     start = clock.now()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {CONTENT_TYPE}\r\nX-API-Key: {API_KEY}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     writer.write(head.encode() + body[: len(body) // 2])
@@ -237,7 +244,7 @@ async def scenario(service: Service, store: ModelStore, scratch: Path, url: str,
     events.append(Event("slow clients", clock.now(), {"connections": args.slow_clients}))
     port = int(service.url.rsplit(":", 1)[1])
     path = url.removeprefix(service.url)
-    hold = REQUEST_TIMEOUT_S + 4
+    hold = BODY_TIMEOUT_S + 4
     slow = await asyncio.gather(*(slow_client(port, path, body, clock, hold) for _ in range(args.slow_clients)))
     outcomes = await load
     return {"events": events, "checks": checks, "slow_clients": slow, "outcomes": outcomes, "duration": duration}
@@ -284,7 +291,7 @@ def summarise(raw: dict, args) -> dict[str, object]:
             "workers": WORKERS,
             "size": SIZE,
             "request": args.request,
-            "request_timeout_s": REQUEST_TIMEOUT_S,
+            "body_timeout_s": BODY_TIMEOUT_S,
             "reload_interval_s": RELOAD_INTERVAL_S,
             "slow_clients": args.slow_clients,
             "kill_grace_s": KILL_GRACE_S,
@@ -321,14 +328,21 @@ def run(args) -> dict[str, object]:
         args.request = "640x480 JPEG, one face, YuNet" if yunet else "48x48 cropped face, detect=false"
         data = encode_jpeg(one_face_photo(640, 480).bgr) if yunet else encode_jpeg(cropped_face(48))
         query = "detector=yunet" if yunet else "detect=false"
-        env = {"MICROEXP_DEFAULT_SIZE": SIZE, "MICROEXP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S)}
+        env = {
+            "MICROEXP_DEFAULT_SIZE": SIZE,
+            "MICROEXP_BODY_TIMEOUT": str(BODY_TIMEOUT_S),
+            "MICROEXP_API_KEYS": API_KEY,
+            "MICROEXP_ADMIN_TOKEN": "load-and-faults-admin",
+            "MICROEXP_RATE_LIMIT_PER_CLIENT": str(RATE_LIMIT_HEADROOM * args.rate),
+        }
         log = Path(tmp) / "service.log"
         with running_service(
             root, log, workers=WORKERS, yunet=yunet, reload_interval=RELOAD_INTERVAL_S, env=env
         ) as service:
             url = f"{service.url}/v1/predict?model={SIZE}&{query}"
             for _ in range(2 * WORKERS):  # warm-up, so that start-up costs do not count as the baseline
-                httpx.post(url, content=multipart(data), headers={"Content-Type": CONTENT_TYPE}, timeout=60)
+                headers = {"Content-Type": CONTENT_TYPE, **KEY_HEADER}
+                httpx.post(url, content=multipart(data), headers=headers, timeout=60)
             scratch = Path(tmp) / "scratch"
             raw = asyncio.run(scenario(service, store, scratch, url, multipart(data), args))
             summary = summarise(raw, args)

@@ -65,8 +65,8 @@ def test_a_killed_worker_is_replaced(summary):
 def test_slow_uploads_are_ended_by_the_server_and_others_are_served(summary):
     slow = summary["slow_clients"]
     assert len(slow["outcomes"]) == summary["settings"]["slow_clients"]
-    # 408: the body did not arrive in time; 503: the request never got a slot within the same deadline.
-    assert {o["status"] for o in slow["outcomes"]} <= {408, 503}
+    # 408: the body did not arrive in time (a slow upload never waits for a slot: its body comes first).
+    assert {o["status"] for o in slow["outcomes"]} == {408}
     assert all(o["bytes_sent"] < o["bytes_declared"] for o in slow["outcomes"])
     others = slow["others_while_held"]
     assert others["requests"] > 0 and others["ok"] == others["requests"]
