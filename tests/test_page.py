@@ -20,8 +20,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from server_fixture import ASTRONAUT_FACE, ServiceProcess, astronaut, encode
+from server_fixture import API_KEY, ASTRONAUT_FACE, ServiceProcess, astronaut, encode
 
 from model_store.vocabulary import SIZES
 
@@ -189,6 +190,26 @@ def test_a_file_that_is_no_image_shows_the_error(
     browser.find_element(By.ID, "file").send_keys(str(junk))
     wait.until(lambda driver: status(driver).startswith("Error"))
     assert "invalid_image" in status(browser)
+
+
+def test_a_server_with_api_keys_gets_the_key_from_the_page(
+    browser: webdriver.Chrome, locked_server: ServiceProcess, tmp_path: Path
+) -> None:
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(encode(astronaut()))
+    browser.get(f"{locked_server.url}/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda driver: "needs an API key" in status(driver))
+    key = browser.find_element(By.ID, "api-key")
+    assert key.is_displayed()
+    key.send_keys("not the key" + Keys.TAB)
+    wait.until(lambda driver: "not valid" in status(driver))
+    key.clear()
+    key.send_keys(API_KEY + Keys.TAB)
+    wait.until(lambda driver: status(driver).startswith("Ready"))
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait.until(lambda driver: status(driver).startswith("Done"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .face")) == 1
 
 
 def test_webcam_mode_draws_the_faces_and_the_rate_live(

@@ -27,10 +27,23 @@ async function errorText(response) {
   }
 }
 
+// A server with API keys answers 401 without one: the page then asks for the key and sends it with every call.
+function keyHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
 async function loadModels() {
-  const response = await fetch("/v1/models");
+  const response = await fetch("/v1/models", { headers: keyHeaders() });
+  if (response.status === 401) {
+    $("key-field").hidden = false;
+    setStatus(`This server needs an API key: enter it above. ${await errorText(response)}`, true);
+    return;
+  }
   if (!response.ok) throw new Error(await errorText(response));
   const models = await response.json();
+  $("size").replaceChildren();
+  $("detector").replaceChildren();
   for (const entry of models.models) {
     const option = new Option(`${entry.size} · ${entry.family} (v${entry.default_version})`, entry.name);
     option.selected = entry.default && entry.size === models.default_size;
@@ -50,7 +63,7 @@ function query() {
 function post(path, file, params) {
   const body = new FormData();
   body.append("image", file);
-  return fetch(`${path}?${params}`, { method: "POST", body });
+  return fetch(`${path}?${params}`, { method: "POST", body, headers: keyHeaders() });
 }
 
 function renderFaces(prediction) {
@@ -288,6 +301,9 @@ function wire() {
   $("detector").addEventListener("change", analyse);
   $("start").addEventListener("click", startWebcam);
   $("stop").addEventListener("click", stopWebcam);
+  $("api-key").addEventListener("change", () =>
+    loadModels().catch((error) => setStatus(`Error: ${error.message}`, true)),
+  );
 }
 
 wire();
