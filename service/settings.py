@@ -146,6 +146,12 @@ class Settings(BaseSettings):
             return tuple(ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("admin_token", "api_keys", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable on as an empty one: that means "off", not "the empty token".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("admin_token_file", "api_keys_file")
     @classmethod
     def _secret_file(cls, path: Path | None) -> Path | None:

@@ -7,6 +7,7 @@ from the Dockerfile's runtime stage, so changing one side without the other fail
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -250,10 +251,18 @@ def test_the_seed_job_copies_a_new_volume_whole_and_an_old_one_only_its_missing_
 def test_the_manifests_detect_with_yunet_with_no_configuration(source: str, tmp_path: Path) -> None:
     if source == "deployment":
         env = {item["name"]: item["value"] for item in container(resource("Deployment"))["env"]}
+        # The Secret's files where the pod mounts them: a token and a key, as `kubectl create secret` makes them.
+        (mount,) = [m for m in container(resource("Deployment"))["volumeMounts"] if m["name"] == "access"]
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        env = {name: value.replace(mount["mountPath"], str(secrets)) for name, value in env.items()}
+        Path(env["MICROEXP_ADMIN_TOKEN_FILE"]).write_text("admin-token")
+        Path(env["MICROEXP_API_KEYS_FILE"]).write_text("a-key")
     else:
         (compose,) = load_all(REPO / "compose.yaml")
         (service,) = compose["services"].values()
-        env = service["environment"]
+        # As compose interpolates them from an environment that sets none of them.
+        env = {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value) for name, value in service["environment"].items()}
     assert not {"MICROEXP_DETECTOR", "MICROEXP_YUNET_MODEL"} & set(env)
     # The image's settings and the manifest's, on the store the image bakes in and compose mounts (host and port
     # are the test's).
@@ -261,9 +270,13 @@ def test_the_manifests_detect_with_yunet_with_no_configuration(source: str, tmp_
     service = ServiceProcess(REPO / "models", tmp_path / "service.log", env=settings)
     try:
         service.wait_ready()
-        response = httpx.post(
-            f"{service.url}/v1/predict", content=encode(astronaut()), headers={"content-type": "image/jpeg"}
-        )
+        headers = {"content-type": "image/jpeg", "X-API-Key": "a-key"}
+        response = httpx.post(f"{service.url}/v1/predict", content=encode(astronaut()), headers=headers)
         assert response.json()["detector"] == "yunet" and len(response.json()["faces"]) == 1
+        admin = httpx.post(f"{service.url}/admin/reload", headers={"Authorization": "Bearer admin-token"})
+        # The Deployment's pods need the key and have the admin endpoints on; compose, with nothing set, neither.
+        assert admin.status_code == (200 if source == "deployment" else 403)
+        open_call = httpx.get(f"{service.url}/v1/models")
+        assert open_call.status_code == (401 if source == "deployment" else 200)
     finally:
         service.stop()
