@@ -39,12 +39,17 @@ FROM python AS venv
 COPY --from=wheels /src/requirements/serve.txt /wheels/serve.txt
 COPY --from=wheels /wheels/build/pip-*.whl /wheels/pip.whl
 COPY --from=wheels /wheels/deps /wheels/deps
-# pip runs from its own wheel, so the environment gets no pip (nor setuptools) of its own. The test suites some
-# dependencies bundle (numpy's, for one) are dropped: nothing here runs them.
+# pip runs from its own wheel, so the environment gets no pip (nor setuptools) of its own. Dropped, as nothing here
+# runs them: the test suites some dependencies bundle (numpy's, for one), onnxruntime's model-conversion tooling
+# (transformers, quantization, tools: 8 MB of Python the runtime never imports) and OpenCV's cascades but the one
+# face cascade the Haar detector loads (model_store/faces.py; the image test detects with it).
 RUN python3 -m venv --without-pip /opt/venv \
  && /opt/venv/bin/python /wheels/pip.whl/pip install --no-cache-dir --no-index \
       --find-links=/wheels/deps --require-hashes --requirement /wheels/serve.txt \
- && find /opt/venv -depth -type d -name tests -exec rm -r {} +
+ && find /opt/venv -depth -type d -name tests -exec rm -r {} + \
+ && site=$(/opt/venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+ && rm -r "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
+ && find "$site/cv2/data" -name '*.xml' ! -name haarcascade_frontalface_default.xml -delete
 # The project goes to its own folder (its own small layer, so a code change does not re-ship the dependencies).
 # Its console scripts are left out: the image runs `python -m service`.
 COPY --from=wheels /wheels/app /wheels/app

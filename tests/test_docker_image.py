@@ -204,6 +204,14 @@ def test_the_image_bakes_in_the_repositorys_store(image: dict[str, Any]) -> None
     with running("microexp-test-baked") as container:
         listing = httpx.get(f"{container.url}/v1/models", timeout=10).json()
         assert_finds_the_astronaut(predict(container, encode(astronaut()), "astronaut.jpg", "XXS"), "XXS")
+        # The one OpenCV cascade the image keeps is the one Haar loads.
+        haar = httpx.post(
+            f"{container.url}/v1/predict",
+            params={"model": "XXS", "detector": "haar"},
+            files={"image": ("astronaut.jpg", encode(astronaut()))},
+            timeout=60,
+        )
+        assert haar.status_code == 200 and haar.json()["detector"] == "haar" and len(haar.json()["faces"]) == 1
 
     # MTCNN is an extra the image leaves out.
     assert (listing["detectors"], listing["default_detector"]) == (["yunet", "haar"], "yunet")
