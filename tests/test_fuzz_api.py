@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from server_fixture import ServiceProcess
+from server_fixture import API_KEY, ServiceProcess
 
 from service.app import create_app
 from service.settings import Settings
@@ -54,8 +54,17 @@ def test_the_server_serves_the_document_under_test(server: ServiceProcess) -> No
     assert httpx.get(f"{server.url}/openapi.json", timeout=30).json() == DOCUMENT
 
 
-def call_and_check(case: schemathesis.Case, server: ServiceProcess) -> None:
-    response = case.call(base_url=server.url, timeout=60)
+@pytest.fixture(scope="module", params=["open", "locked down"])
+def target(
+    request: pytest.FixtureRequest, server: ServiceProcess, locked_server: ServiceProcess
+) -> tuple[ServiceProcess, dict[str, str]]:
+    """The default server, and the one with every access setting on with its API key sent."""
+    return (server, {}) if request.param == "open" else (locked_server, {"X-API-Key": API_KEY})
+
+
+def call_and_check(case: schemathesis.Case, target: tuple[ServiceProcess, dict[str, str]]) -> None:
+    server, headers = target
+    response = case.call(base_url=server.url, headers=headers, timeout=60)
     SEEN[f"{case.operation.label} {response.status_code}"] += 1
     case.validate_response(response, checks=CHECKS)
 
@@ -63,13 +72,16 @@ def call_and_check(case: schemathesis.Case, server: ServiceProcess) -> None:
 @schema.parametrize()
 @pytest.mark.filterwarnings("ignore:Skipped test cases with unsupported payload media types")
 @settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-def test_no_5xx_and_every_response_matches_the_document(case: schemathesis.Case, server: ServiceProcess) -> None:
-    call_and_check(case, server)
+def test_no_5xx_and_every_response_matches_the_document(
+    case: schemathesis.Case, target: tuple[ServiceProcess, dict[str, str]]
+) -> None:
+    call_and_check(case, target)
     if "name" in case.path_parameters:
         case.path_parameters = {**case.path_parameters, **{key: EXISTING[key] for key in case.path_parameters}}
-        call_and_check(case, server)
+        call_and_check(case, target)
 
 
-def test_nothing_failed_unseen(server: ServiceProcess) -> None:
+def test_nothing_failed_unseen(server: ServiceProcess, locked_server: ServiceProcess) -> None:
     # A 5xx would have failed above; this also catches an error logged after a response was sent.
-    assert "unhandled error" not in server.log() and "Traceback" not in server.log()
+    for service in (server, locked_server):
+        assert "unhandled error" not in service.log() and "Traceback" not in service.log()
