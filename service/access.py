@@ -25,6 +25,8 @@ from service.errors import OIP_PREFIX, ApiError, ErrorCode, error_response
 from service.metrics import Metrics
 
 API_KEY_HEADER = "X-API-Key"
+# What the middleware may answer on a protected path: no or a wrong key, and past the client's rate.
+ACCESS_STATUSES = (401, 429)
 # Clients the rate limiter remembers at most (~100 bytes each); past it the least recently seen is forgotten, which
 # gives that client a full bucket again.
 MAX_TRACKED_CLIENTS = 65_536

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from model_store.vocabulary import SIZES, split_model_name
+from service.access import ACCESS_STATUSES
 from service.api.deps import detectors, registry, settings
 from service.detect import Detectors
 from service.errors import responses
@@ -36,7 +37,10 @@ def _entry(catalog: Catalog, name: str) -> ModelEntry:
 
 
 @router.get(
-    "/models", summary="The models this server can use", response_model=ModelsResponse, responses=responses(503)
+    "/models",
+    summary="The models this server can use",
+    response_model=ModelsResponse,
+    responses=responses(503, *ACCESS_STATUSES),
 )
 async def list_models(
     config: Annotated[Settings, Depends(settings)],

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.access import ACCESS_STATUSES
 from service.annotate import MEDIA_TYPES, ImageFormat, annotate
 from service.api.deps import Classifier, classifier, settings
 from service.errors import ApiError, responses
@@ -27,7 +28,7 @@ from service.upload import BATCH_REQUEST_BODY, REQUEST_BODY, Upload, read_batch,
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
-_ERRORS = responses(400, 404, 408, 413, 415, 422, 503)
+INFERENCE_ERRORS = responses(400, 404, 408, 413, 415, 422, 503, *ACCESS_STATUSES)
 
 
 async def analysed(
@@ -91,7 +92,7 @@ def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
     "/predict",
     summary="Find the faces in an image and classify each face's expression",
     response_model=PredictResponse,
-    responses=_ERRORS,
+    responses=INFERENCE_ERRORS,
     openapi_extra={"requestBody": REQUEST_BODY},
 )
 async def predict(request: Request, analysis: Annotated[Analysis, Depends(analysed)]) -> PredictResponse:
@@ -102,7 +103,7 @@ async def predict(request: Request, analysis: Annotated[Analysis, Depends(analys
     "/predict/batch",
     summary="Several images at once: each one's faces and expressions, as /v1/predict answers them",
     response_model=BatchResponse,
-    responses=_ERRORS,
+    responses=INFERENCE_ERRORS,
     openapi_extra={"requestBody": BATCH_REQUEST_BODY},
 )
 async def predict_batch(
@@ -141,7 +142,7 @@ _IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     "/annotate",
     summary="The image with each face's box and expression drawn on it",
     response_class=Response,
-    responses={**_IMAGE_RESPONSE, **_ERRORS},
+    responses={**_IMAGE_RESPONSE, **INFERENCE_ERRORS},
     openapi_extra={"requestBody": REQUEST_BODY},
 )
 async def annotate_image(

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Classifier, classifier, settings
-from service.api.predict import face_prediction, model_used
-from service.errors import ApiError, ErrorCode, responses
+from service.api.predict import INFERENCE_ERRORS, face_prediction, model_used
+from service.errors import ApiError, ErrorCode
 from service.schemas import TrackSummary, VideoFace, VideoFrame, VideoResponse, VideoSummary
 from service.settings import Settings
 from service.upload import VIDEO_REQUEST_BODY, read_video
@@ -104,7 +104,7 @@ async def tracking_options(
     "/video",
     summary="Find and classify the faces in a video's frames, optionally tracked and smoothed over time",
     response_model=VideoResponse,
-    responses=responses(400, 404, 408, 413, 415, 422, 503),
+    responses=INFERENCE_ERRORS,
     openapi_extra={"requestBody": VIDEO_REQUEST_BODY},
 )
 async def video(
