@@ -367,6 +367,10 @@ class ModelStore:
                 current: int | None = self.served_version(name)
             except IntegrityError:  # a broken pointer is what promote repairs
                 pointer, current = None, None
+            if pointer is None and current == version:
+                # Without a pointer the highest version serves, so publishing `version` already served it: what
+                # served before, and what a rollback (or a restart after a refusal) goes back to, is the next lower.
+                current = max((v for v in self.versions(name) if v != version), default=None)
             history = pointer.history if pointer else []
             if current is not None and current != version:
                 history = [*history, current][-_HISTORY_LIMIT:]

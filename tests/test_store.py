@@ -115,6 +115,14 @@ def test_rollback_without_history_steps_down_to_the_next_lower_version(three_ver
     assert three_versions.served_version(NAME) == 1
 
 
+def test_promoting_the_newest_version_without_a_pointer_remembers_the_one_below(three_versions: ModelStore) -> None:
+    # Publish then promote, as `trainer publish --promote` does: before the publish, version 2 was the highest.
+    three_versions.promote(NAME, 3)
+    assert json.loads((three_versions.root / NAME / "served").read_text()) == {"version": 3, "history": [2]}
+    assert three_versions.served_before(NAME) == [2]
+    assert three_versions.rollback(NAME) == 2
+
+
 def test_rollback_skips_removed_versions_in_the_history(three_versions: ModelStore) -> None:
     store = three_versions
     store.promote(NAME, 1)
