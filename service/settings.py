@@ -6,7 +6,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model_store.faces import verify_yunet_model
@@ -159,6 +159,18 @@ class Settings(BaseSettings):
         if path is not None and not path.read_text().strip():
             raise ValueError(f"{path} is empty")
         return path
+
+    @model_validator(mode="after")
+    def _bodies_fit_the_buffer(self) -> Settings:
+        # Bodies are held in memory before a slot is taken (service/body_buffer.py): a body the buffer could never
+        # hold would be refused as "busy, retry" forever.
+        largest = max(self.max_body_bytes, self.video_max_bytes)
+        if largest > self.max_buffered_bytes:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) is smaller than the largest body accepted "
+                f"({largest}: max_body_bytes {self.max_body_bytes}, video_max_bytes {self.video_max_bytes})"
+            )
+        return self
 
     @property
     def admin_secret(self) -> str | None:

@@ -18,7 +18,10 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
+from pydantic import ValidationError
 from server_fixture import ServiceProcess, astronaut, encode, started, two_faces
+
+from service.settings import Settings
 
 pytest_plugins = ["server_fixture"]
 
@@ -200,7 +203,8 @@ def default_limits(
 ) -> ServiceProcess:
     """The shipped limits (8 slots, 32 waiting, 30 s for a body), with 1 MB bodies allowed, 2.5 MB held at most."""
     log = tmp_path_factory.mktemp("default-limits") / "service.log"
-    return start(request, model_store_root, log, max_body_bytes="1000000", max_buffered_bytes="2500000")
+    limits = {"max_body_bytes": "1000000", "video_max_bytes": "1000000", "max_buffered_bytes": "2500000"}
+    return start(request, model_store_root, log, **limits)
 
 
 def test_48_slow_uploads_do_not_hold_up_normal_requests(default_limits: ServiceProcess) -> None:
@@ -244,3 +248,8 @@ def test_bodies_held_in_memory_are_bounded(default_limits: ServiceProcess) -> No
             assert time.monotonic() < deadline, "the memory held by closed uploads was not freed"
             time.sleep(0.1)
         assert answer.status_code == 200 and answer.json()["faces"]
+
+
+def test_a_body_limit_the_buffer_could_never_hold_stops_the_server_at_start() -> None:
+    with pytest.raises(ValidationError, match="smaller than the largest body accepted"):
+        Settings(max_buffered_bytes=50_000_000)  # the default video limit is 200 MiB
