@@ -39,8 +39,9 @@ import numpy as np
 from benchmarks.http_load import CONTENT_TYPE, multipart
 from benchmarks.images import cropped_face, encode_jpeg, one_face_photo
 from benchmarks.server import REPO, YUNET, Service, running_service
-from model_store.metadata import ModelDraft, model_name
+from model_store.metadata import ModelDraft
 from model_store.store import ModelStore
+from model_store.vocabulary import split_model_name
 
 SIZE = "XXS"
 WORKERS = 2
@@ -116,7 +117,8 @@ def draft_of(store: ModelStore, name: str, version: int) -> ModelDraft:
 def publish_and_promote(store: ModelStore, name: str) -> dict[str, object]:
     """A new version (the served file again: what matters is that the service switches to it)."""
     served = store.served_version(name)
-    version = store.publish(store.resolve(SIZE, served).onnx_path, draft_of(store, name, served))
+    family = split_model_name(name)[0]
+    version = store.publish(store.resolve(SIZE, served, family).onnx_path, draft_of(store, name, served))
     store.promote(name, version)
     return {"published": version, "previous": served}
 
@@ -132,7 +134,8 @@ def corrupt_arrival(store: ModelStore, name: str, scratch: Path) -> dict[str, ob
     shutil.copytree(store.root / name, copy)
     side = ModelStore(scratch)
     served = store.served_version(name)
-    version = side.publish(side.resolve(SIZE, served).onnx_path, draft_of(side, name, served))
+    family = split_model_name(name)[0]
+    version = side.publish(side.resolve(SIZE, served, family).onnx_path, draft_of(side, name, served))
     side.promote(name, version)
     model_file = copy / str(version) / "model.onnx"
     data = bytearray(model_file.read_bytes())
@@ -211,7 +214,7 @@ async def slow_client(port: int, path: str, body: bytes, clock: Clock, hold: flo
 
 async def scenario(service: Service, store: ModelStore, scratch: Path, url: str, body: bytes, args) -> dict:
     clock = Clock()
-    name = model_name("microexpnet", SIZE)
+    name = store.default_name(SIZE)  # the model the load's requests (which name a size) are answered by
     step = args.step
     duration = 7 * step
     load = asyncio.create_task(steady_load(url, body, args.rate, duration, clock))
