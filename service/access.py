@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.admission import EXEMPT_PATHS
-from service.errors import OIP_PREFIX, ApiError, ErrorCode, error_response
+from service.errors import ApiError, ErrorCode, error_response, speaks_oip
 from service.metrics import Metrics
 
 API_KEY_HEADER = "X-API-Key"
@@ -34,7 +34,7 @@ MAX_TRACKED_CLIENTS = 65_536
 
 def protected(path: str) -> bool:
     """Needs an API key (when keys are configured) and counts against the rate limit: the API, not its probes."""
-    api = path.startswith("/v1/") or path == OIP_PREFIX or path.startswith(f"{OIP_PREFIX}/")
+    api = path.startswith("/v1/") or speaks_oip(path)
     return api and path not in EXEMPT_PATHS
 
 
