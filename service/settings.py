@@ -27,6 +27,11 @@ ALIGN = True
 VIEWS_BY_SIZE: dict[Size, ViewCount] = dict.fromkeys(SIZES, ViewCount.CENTRE)
 
 
+def _secret_lines(text: str) -> list[str]:
+    """A secrets file's secrets: one a line, blank lines and ``#`` comments left out."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MICROEXP_", frozen=True, extra="ignore")
 
@@ -155,9 +160,10 @@ class Settings(BaseSettings):
     @field_validator("admin_token_file", "api_keys_file")
     @classmethod
     def _secret_file(cls, path: Path | None) -> Path | None:
-        # Read once here, so that a missing or empty secret stops the server at start with a clear message.
-        if path is not None and not path.read_text().strip():
-            raise ValueError(f"{path} is empty")
+        # Read once here, so that a missing or empty secret stops the server at start with a clear message; a keys
+        # file of comments only counts as empty, or it would leave inference open.
+        if path is not None and not _secret_lines(path.read_text()):
+            raise ValueError(f"{path} holds no secret")
         return path
 
     @model_validator(mode="after")
@@ -184,8 +190,7 @@ class Settings(BaseSettings):
         """Every accepted API key (the file's and the variable's); empty: inference is open."""
         keys = [] if self.api_keys is None else self.api_keys.get_secret_value().split(",")
         if self.api_keys_file is not None:
-            lines = self.api_keys_file.read_text().splitlines()
-            keys += [line for line in lines if not line.lstrip().startswith("#")]
+            keys += _secret_lines(self.api_keys_file.read_text())
         return [key.strip() for key in keys if key.strip()]
 
     @field_validator("yunet_model")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from server_fixture import ServiceProcess, astronaut, encode, started
 from store_factory import publish_student
 
@@ -130,3 +131,11 @@ def test_a_restarted_worker_serves_the_last_good_version_not_the_highest(store_c
         (entry,) = [model for model in served["models"] if model["name"] == name]
         assert entry["default_version"] == 2  # not 3, the highest version that loads
         assert [(r["name"], r["version"]) for r in served["refused"]] == [(name, 4)]
+
+
+def test_a_keys_file_without_a_key_stops_the_server_at_start(tmp_path: Path) -> None:
+    # A file of comments only would otherwise leave inference open.
+    keys = tmp_path / "keys"
+    keys.write_text("# the keys go here\n\n")
+    with pytest.raises(ValidationError, match="holds no secret"):
+        Settings(api_keys_file=keys)
