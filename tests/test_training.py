@@ -282,6 +282,36 @@ def test_inception_teacher_builds_with_torchvision_or_says_what_it_needs():
     assert model(torch.zeros(1, 1, 299, 299)).shape == (1, 7)
 
 
+def test_a_published_model_teaches_a_student_from_the_store_without_writing_into_it(small_fer, tmp_path):
+    import onnxruntime as ort
+
+    from model_store.metadata import ModelMetadata
+    from model_store.preprocess import centre_crop
+    from trainer.augment import scale
+    from trainer.evaluate import prepare_grids
+
+    before = sorted((p, p.stat().st_mtime_ns) for p in SHIPPED_XXS.parent.rglob("*"))
+    common = ["--data", f"fer2013:{small_fer}", "--epochs", "1", "--quiet", "--batch-size", "32"]
+    student = tmp_path / "xxs"
+    assert main(["student", *common, "--size", "XXS", "--teacher", str(SHIPPED_XXS), "--run-dir", str(student)]) == 0
+    assert sorted((p, p.stat().st_mtime_ns) for p in SHIPPED_XXS.parent.rglob("*")) == before
+    (cache,) = student.glob("teacher_logits_*.pt")
+
+    # The distilled-from logits are the published graph's own, on the centre crop of each face and of its mirror.
+    metadata = ModelMetadata.model_validate_json((SHIPPED_XXS / "metadata.json").read_text())
+    spec = metadata.preprocess
+    grids = prepare_grids(load_fer2013_folder(small_fer)["train"], spec)
+    session = ort.InferenceSession(str(SHIPPED_XXS / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = torch.load(cache, weights_only=True)
+    for view, faces in enumerate((grids, grids.flip(-1))):
+        batch = scale(centre_crop(faces, spec).contiguous(), spec)
+        expected = session.run(None, {metadata.input.name: batch.numpy()})[0]
+        assert np.abs(logits[:, view].numpy() - expected).max() < 1e-3
+
+    _, draft = export_checkpoint(student / "best.pt", tmp_path / "export")
+    assert draft.provenance.teacher == f"dsvgg5_xxs v1 sha256:{metadata.sha256[:16]}"
+
+
 def test_a_teacher_ensemble_is_evaluated_and_distilled_from_as_one_model(small_fer, tmp_path):
     from trainer.ensemble import build_ensemble, load_members
     from trainer.evaluate import predict_logits, prepare_grids

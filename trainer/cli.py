@@ -131,7 +131,8 @@ def _add_student(parser: argparse.ArgumentParser, kd_required: bool = False) -> 
         type=Path,
         nargs="+",
         required=kd_required,
-        help="teacher best.pt, or several: an ensemble (mean logits); without it the student learns from labels",
+        help="teacher best.pt or published model folder (models/NAME/VERSION), or several: an ensemble (mean logits); "
+        "without it the student learns from labels",
     )
     parser.add_argument("--temperature", type=float, help=f"KD only (default: {DEFAULT_TEMPERATURE:g})")
     parser.add_argument("--kd-lambda", type=float, help="KD only: the teacher term's weight (default: 0.5)")
@@ -259,7 +260,7 @@ def _teacher_logits(args: argparse.Namespace, train: FaceDataset) -> torch.Tenso
     from trainer.teacher_logits import ensemble_logits
 
     try:
-        return ensemble_logits(args.teacher, train)
+        return ensemble_logits(args.teacher, train, published_cache=args.run_dir)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
 

@@ -7,7 +7,7 @@ what distillation uses, equals running the ensemble).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,9 +27,11 @@ class LogitEnsemble(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(0)
 
 
-def load_members(paths: Sequence[Path]) -> list[ModelCheckpoint]:
-    """The members' checkpoints, refused unless they agree on labels and preprocessing."""
-    checkpoints = [ModelCheckpoint.load(path) for path in paths]
+def load_members(
+    paths: Sequence[Path], load: Callable[[Path], ModelCheckpoint] = ModelCheckpoint.load
+) -> list[ModelCheckpoint]:
+    """The members' checkpoints, each read by ``load``, refused unless they agree on labels and preprocessing."""
+    checkpoints = [load(path) for path in paths]
     first = checkpoints[0]
     for path, other in zip(paths[1:], checkpoints[1:], strict=True):
         if other.labels != first.labels:

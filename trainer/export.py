@@ -18,7 +18,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from model_store.metadata import Metrics, ModelDraft, Provenance, TensorSpec
+from model_store.metadata import Metrics, ModelDraft, ModelMetadata, Provenance, TensorSpec
 from model_store.preprocess import PreprocessSpec, face_input, to_tensor
 from model_store.vocabulary import split_model_name
 from trainer.checkpoint import ModelCheckpoint, checkpoint_identity
@@ -26,6 +26,7 @@ from trainer.config import TrainConfig
 from trainer.data import PIXEL_SOURCES, DatasetError, open_dataset
 from trainer.models import count_parameters
 from trainer.models.fusion import fold_batchnorm
+from trainer.warm_start import published_identity
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 18
@@ -107,12 +108,21 @@ def _portable_dataset(described: str | None) -> str | None:
 
 
 def _portable_teacher(described: str | None) -> str | None:
-    """Teacher checkpoint paths (``a/best.pt, b/best.pt`` for an ensemble) → architecture and checksum of each, which
-    name the teacher on any machine; a member no longer on disk keeps its path."""
+    """Teacher checkpoint paths (``a/best.pt, b/best.pt`` for an ensemble) → architecture and checksum of each, and
+    published teachers' folders → name, version and checksum, which name the teacher on any machine; a member no
+    longer on disk keeps its path."""
     if not described:
         return described
     members = [Path(member) for member in described.split(", ")]
-    return ", ".join(checkpoint_identity(m) if m.is_file() else str(m) for m in members)
+    return ", ".join(_teacher_identity(member) for member in members)
+
+
+def _teacher_identity(member: Path) -> str:
+    if member.is_file():
+        return checkpoint_identity(member)
+    if (member / "metadata.json").is_file():
+        return published_identity(ModelMetadata.model_validate_json((member / "metadata.json").read_text()))
+    return str(member)
 
 
 # Datasets whose models are published under their architecture family's bare name (``dsvgg5_m``); a model trained on

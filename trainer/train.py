@@ -23,8 +23,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from model_store.preprocess import PreprocessSpec, centre_crop
-from trainer.augment import augment_batch, scale
+from model_store.preprocess import PreprocessSpec
+from trainer.augment import augment_batch
 from trainer.checkpoint import ModelCheckpoint
 from trainer.config import TrainConfig
 from trainer.data import FaceDataset
@@ -33,7 +33,7 @@ from trainer.evaluate import predict_logits, prepare_grids
 from trainer.label_targets import label_loss, vote_targets
 from trainer.models import create_model
 from trainer.records import METRICS, EpochRecord, TrainingLog, write_atomically
-from trainer.warm_start import load_published
+from trainer.warm_start import calibration_faces, load_published
 
 
 class ResumeError(ValueError):
@@ -62,16 +62,11 @@ def _saved_config(path: Path) -> TrainConfig | None:
         return None
 
 
-# Training faces whose centre crops calibrate a published model's batch norms (trainer.warm_start).
-CALIBRATION_FACES = 2048
-
-
 def _init_from(model: nn.Module, path: Path, train: FaceDataset, grids: torch.Tensor, spec: PreprocessSpec) -> None:
     """Start from another run's weights, e.g. a teacher pretrained on FER2013 fine-tuned on CK+ with a new head, or
     from a published model's folder in the store."""
     if path.is_dir():
-        faces = scale(centre_crop(grids[:CALIBRATION_FACES], spec).contiguous(), spec)
-        load_published(model, path, train.classes, faces)
+        load_published(model, path, train.classes, calibration_faces(grids, spec))
         return
     own = model.state_dict()
     source = ModelCheckpoint.load(path).state_dict

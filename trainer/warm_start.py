@@ -23,11 +23,17 @@ from onnx import numpy_helper
 from torch import nn
 
 from model_store.metadata import ModelMetadata
+from model_store.preprocess import PreprocessSpec, centre_crop
+from trainer.augment import scale
+from trainer.checkpoint import ModelCheckpoint
+from trainer.models import create_model
 from trainer.models.fusion import foldable_pairs
 
 # Largest difference allowed between the published graph's logits and the unfolded model's, on the calibration
 # faces, for the classes both predict (float32 rounding through a dozen layers stays far below it).
 PARITY_TOLERANCE = 1e-3
+# Training faces whose centre crops calibrate a published model's batch norms.
+CALIBRATION_FACES = 2048
 
 
 class WarmStartError(ValueError):
@@ -50,6 +56,27 @@ def _folded_pairs(model: nn.Module) -> list[tuple[str, str, nn.Conv2d, nn.BatchN
 def _classifier(model: nn.Module) -> tuple[str, nn.Linear]:
     name, layer = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
     return name, layer
+
+
+def calibration_faces(grids: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """Model inputs [N, 1, S, S] that calibrate a published model's batch norms: the first faces' centre crops."""
+    return scale(centre_crop(grids[:CALIBRATION_FACES], spec).contiguous(), spec)
+
+
+def published_checkpoint(version_dir: Path, grids: torch.Tensor) -> ModelCheckpoint:
+    """A published model as a checkpoint of its own labels and preprocessing (e.g. to teach a student);
+    ``grids`` [N, R, R] are training faces at its grid size, for ``calibration_faces``."""
+    metadata = ModelMetadata.model_validate_json((version_dir / "metadata.json").read_text())
+    model = create_model(metadata.architecture, num_classes=len(metadata.labels))
+    identity = load_published(model, version_dir, metadata.labels, calibration_faces(grids, metadata.preprocess))
+    return ModelCheckpoint(
+        arch=metadata.architecture,
+        model_kwargs={},
+        state_dict=model.state_dict(),
+        labels=list(metadata.labels),
+        preprocess=metadata.preprocess,
+        provenance={"published": identity},
+    )
 
 
 @torch.no_grad()
@@ -106,6 +133,11 @@ def load_published(model: nn.Module, version_dir: Path, labels: Sequence[str], f
         bn.weight.copy_(torch.sqrt(var + bn.eps))
         bn.bias.copy_(biases[name] + mean)
     _check(model, version_dir, metadata.labels, labels, faces)
+    return published_identity(metadata)
+
+
+def published_identity(metadata: ModelMetadata) -> str:
+    """What names a published model on any machine (provenance): name, version and the start of its SHA-256."""
     return f"{metadata.name} v{metadata.version} sha256:{metadata.sha256[:16]}"
 
 
