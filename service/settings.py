@@ -101,7 +101,9 @@ class Settings(BaseSettings):
         description="comma-separated addresses or networks of the proxies whose X-Forwarded-For names the client; "
         "unset: the peer address is the client",
     )
-    ort_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model (0: one per core)")
+    ort_threads: int = Field(
+        1, ge=0, description="onnxruntime intra-op threads per model and for YuNet (0: one per core)"
+    )
     reload_interval: float = Field(5.0, ge=0, description="seconds between store checks (0: only /admin/reload)")
     # Batches, videos (POST /v1/predict/batch, POST /v1/video).
     batch_max_images: int = Field(32, ge=1, le=1024, description="images in one POST /v1/predict/batch")

@@ -180,3 +180,23 @@ def test_yunet_looks_again_at_a_larger_size_when_it_finds_no_face() -> None:
     assert face.score >= 0.8 and 980 < x + width / 2 < 1060 and 640 < y + height / 2 < 720
     # A face-free photo stays face-free after the second look.
     assert YuNetDetector(YUNET).detect(np.full((1536, 2048, 3), 90, np.uint8)) == []
+
+
+@pytest.mark.parametrize("side", [320, 480, 640])
+@pytest.mark.parametrize("scene", ["astronaut", "two_faces", "camera", "gradient"])
+def test_yunet_on_onnxruntime_finds_what_opencvs_face_detector_finds(scene: str, side: int) -> None:
+    # OpenCV's FaceDetectorYN is the reference implementation of YuNet's decoding; ours must give the same rows.
+    from skimage import data
+
+    from model_store.yunet import YuNetGraph
+
+    images = {"astronaut": astronaut, "two_faces": two_faces, "gradient": gradient}
+    image = images[scene]() if scene in images else cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)
+    small, _ = downscale(image, side)
+    reference = cv2.FaceDetectorYN.create(str(YUNET), "", (small.shape[1], small.shape[0]), 0.3, 0.3, 5000)
+    _, rows = reference.detect(small)
+    rows = np.zeros((0, 15), np.float32) if rows is None else rows
+    found = YuNetGraph(YUNET).detect(small, score_threshold=0.3, nms_threshold=0.3)
+    ours = np.concatenate([found.boxes, found.landmarks.reshape(-1, 10), found.scores[:, None]], axis=1)
+    assert ours.shape == rows.shape
+    np.testing.assert_allclose(ours, rows, atol=1e-2)
