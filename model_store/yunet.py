@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import onnxruntime as ort
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 STRIDES = (8, 16, 32)
 # Every grid of the three strides must tile the padded image exactly.
@@ -34,15 +34,52 @@ class Detections:
     scores: np.ndarray  # float32 [N], in [0, 1], highest first
 
 
+def _shape_schema() -> type:
+    """The few messages of ONNX's schema on the path from a model to its inputs' and outputs' dimensions.
+
+    The serving image has protobuf (onnxruntime needs it) but not the onnx package (55 MB): a message parsed with
+    this partial schema keeps every field it does not name and writes them back unchanged."""
+    file = descriptor_pb2.FileDescriptorProto(name="microexp_onnx_shapes.proto", package="microexp_onnx_shapes")
+    optional, repeated = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    kinds = descriptor_pb2.FieldDescriptorProto
+    # message: (field, number, label, type or message name), numbered as in onnx/onnx.proto
+    messages = {
+        "Dimension": [("dim_value", 1, optional, kinds.TYPE_INT64), ("dim_param", 2, optional, kinds.TYPE_STRING)],
+        "Shape": [("dim", 1, repeated, "Dimension")],
+        "Tensor": [("shape", 2, optional, "Shape")],
+        "Type": [("tensor_type", 1, optional, "Tensor")],
+        "ValueInfo": [("type", 2, optional, "Type")],
+        "Graph": [("input", 11, repeated, "ValueInfo"), ("output", 12, repeated, "ValueInfo"),
+                  ("value_info", 13, repeated, "ValueInfo")],
+        "Model": [("graph", 7, optional, "Graph")],
+    }  # fmt: skip
+    for name, fields in messages.items():
+        message = file.message_type.add(name=name)
+        for field, number, label, kind in fields:
+            if isinstance(kind, str):
+                message.field.add(name=field, number=number, label=label, type=kinds.TYPE_MESSAGE, type_name=kind)
+            else:
+                message.field.add(name=field, number=number, label=label, type=kind)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("microexp_onnx_shapes.Model"))
+
+
 def _any_size(path: Path) -> bytes:
     """The graph with its input's height and width and its outputs' anchor counts made symbolic."""
-    graph = onnx.load(str(path))
-    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    model = _shape_schema()()
+    model.ParseFromString(path.read_bytes())
+    dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
-    for output in graph.graph.output:
+    for output in model.graph.output:
         output.type.tensor_type.shape.dim[1].dim_param = "anchors"
-    del graph.graph.value_info[:]  # intermediate shapes inferred for 640x640
-    return graph.SerializeToString()
+    for dim in [*dims[2:4], *(output.type.tensor_type.shape.dim[1] for output in model.graph.output)]:
+        dim.ClearField("dim_value")  # a oneof with dim_param in ONNX's schema
+    del model.graph.value_info[:]  # intermediate shapes inferred for 640x640
+    return model.SerializeToString()
 
 
 class YuNetGraph:

@@ -90,14 +90,14 @@ def test_several_workers_share_their_metrics(model_store_root: Path, tmp_path: P
         service.stop()
 
 
-def test_service_never_imports_torch_or_tensorflow(model_store_root: Path, tmp_path: Path) -> None:
-    # Serving must work where neither is installed (MTCNN included): make importing them fail, then build and use
-    # the app.
+def test_service_never_imports_torch_tensorflow_or_onnx(model_store_root: Path, tmp_path: Path) -> None:
+    # Serving must work where none is installed (MTCNN included; the image has no onnx package): make importing
+    # them fail, then build and use the app.
     image = tmp_path / "astronaut.jpg"
     image.write_bytes(encode(astronaut()))
     script = f"""
 import sys
-sys.modules.update(dict.fromkeys(["torch", "tensorflow"]))
+sys.modules.update(dict.fromkeys(["torch", "tensorflow", "onnx"]))
 from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
