@@ -282,7 +282,7 @@ def test_inception_teacher_builds_with_torchvision_or_says_what_it_needs():
     assert model(torch.zeros(1, 1, 299, 299)).shape == (1, 7)
 
 
-def test_a_published_model_teaches_a_student_from_the_store_without_writing_into_it(small_fer, tmp_path):
+def test_a_published_model_teaches_a_student_from_the_store_without_writing_into_it(small_fer, tmp_path, monkeypatch):
     import onnxruntime as ort
 
     from model_store.metadata import ModelMetadata
@@ -290,12 +290,13 @@ def test_a_published_model_teaches_a_student_from_the_store_without_writing_into
     from trainer.augment import scale
     from trainer.evaluate import prepare_grids
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     before = sorted((p, p.stat().st_mtime_ns) for p in SHIPPED_XXS.parent.rglob("*"))
     common = ["--data", f"fer2013:{small_fer}", "--epochs", "1", "--quiet", "--batch-size", "32"]
     student = tmp_path / "xxs"
     assert main(["student", *common, "--size", "XXS", "--teacher", str(SHIPPED_XXS), "--run-dir", str(student)]) == 0
     assert sorted((p, p.stat().st_mtime_ns) for p in SHIPPED_XXS.parent.rglob("*")) == before
-    (cache,) = student.glob("teacher_logits_*.pt")
+    (cache,) = (tmp_path / "cache" / "microexp" / "teacher-logits").glob("teacher_logits_*.pt")
 
     # The distilled-from logits are the published graph's own, on the centre crop of each face and of its mirror.
     metadata = ModelMetadata.model_validate_json((SHIPPED_XXS / "metadata.json").read_text())

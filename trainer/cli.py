@@ -260,7 +260,7 @@ def _teacher_logits(args: argparse.Namespace, train: FaceDataset) -> torch.Tenso
     from trainer.teacher_logits import ensemble_logits
 
     try:
-        return ensemble_logits(args.teacher, train, published_cache=args.run_dir)
+        return ensemble_logits(args.teacher, train)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
 

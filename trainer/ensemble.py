@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
 
+from model_store.preprocess import PreprocessSpec
 from trainer.checkpoint import CheckpointError, ModelCheckpoint
 
 
@@ -27,10 +29,18 @@ class LogitEnsemble(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(0)
 
 
-def load_members(
-    paths: Sequence[Path], load: Callable[[Path], ModelCheckpoint] = ModelCheckpoint.load
-) -> list[ModelCheckpoint]:
-    """The members' checkpoints, each read by ``load``, refused unless they agree on labels and preprocessing."""
+class Member(Protocol):
+    labels: list[str]
+    preprocess: PreprocessSpec
+
+    def build_model(self) -> nn.Module: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+def load_members(paths: Sequence[Path], load: Callable[[Path], M] = ModelCheckpoint.load) -> list[M]:
+    """The members (checkpoints, or what ``load`` reads), refused unless they agree on labels and preprocessing."""
     checkpoints = [load(path) for path in paths]
     first = checkpoints[0]
     for path, other in zip(paths[1:], checkpoints[1:], strict=True):

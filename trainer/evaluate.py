@@ -35,7 +35,8 @@ def predict_logits(
     """Logits [N, C] on the CPU, wherever the model is; with ``views="eight"`` the mean of the paper's eight crops
     (and their flips if ``flip``)."""
     model.eval()
-    device = next(model.parameters()).device
+    # A module without parameters (a published model on onnxruntime, trainer.published) takes CPU tensors.
+    device = next(model.parameters(), torch.empty(0)).device
     out = []
     for start in range(0, len(grids), batch_size):
         chunk = grids[start : start + batch_size]

@@ -6,24 +6,27 @@ ensemble's logits are the mean of its members' (each cached beside its own check
 ensemble reuses the others' caches).
 
 A teacher is a run's ``best.pt`` or a published model's folder in the store (``models/<name>/<version>``), whose
-graph is unfolded into torch (``trainer.warm_start``) and whose logits are cached in the student's run folder, not
-in the store.
+graph runs on onnxruntime (``trainer.published``) and whose logits are cached outside the store, in the user's
+cache folder (``$XDG_CACHE_HOME/microexp/teacher-logits``, by default under ``~/.cache``), shared by every run that
+distils from it on the same faces.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from model_store.metadata import ModelMetadata
 from trainer.checkpoint import ModelCheckpoint
 from trainer.data import FaceDataset
 from trainer.ensemble import load_members
 from trainer.evaluate import predict_logits, prepare_grids
-from trainer.warm_start import CALIBRATION_FACES, published_checkpoint
+from trainer.published import PublishedTeacher
+
+Teacher = ModelCheckpoint | PublishedTeacher
 
 
 def _weights_file(path: Path) -> Path:
@@ -37,41 +40,32 @@ def _fingerprint(checkpoint_path: Path, dataset: FaceDataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_teacher(path: Path, dataset: FaceDataset) -> ModelCheckpoint:
-    """A run's checkpoint, or a published model's folder calibrated on ``dataset``'s first faces."""
-    if not path.is_dir():
-        return ModelCheckpoint.load(path)
-    spec = ModelMetadata.model_validate_json((path / "metadata.json").read_text()).preprocess
-    return published_checkpoint(path, prepare_grids(dataset.subset(range(min(len(dataset), CALIBRATION_FACES))), spec))
+def load_teacher(path: Path) -> Teacher:
+    """A run's checkpoint, or a published model's folder."""
+    return PublishedTeacher.load(path) if path.is_dir() else ModelCheckpoint.load(path)
 
 
 def teacher_logits(checkpoint_path: Path, dataset: FaceDataset, cache_dir: Path | None = None) -> torch.Tensor:
     """[N, 2, C] logits (centre view, mirrored centre view) of the teacher on every face of ``dataset``, cached in
-    ``cache_dir`` (default: beside a checkpoint; a published teacher needs one)."""
-    return _logits(checkpoint_path, load_teacher(checkpoint_path, dataset), cache_dir, dataset)
+    ``cache_dir`` (default: beside a checkpoint, or in ``user_cache`` for a published model)."""
+    return _logits(checkpoint_path, load_teacher(checkpoint_path), cache_dir, dataset)
 
 
-def ensemble_logits(
-    checkpoint_paths: Sequence[Path], dataset: FaceDataset, published_cache: Path | None = None
-) -> torch.Tensor:
-    """[N, 2, C] mean logits of one or several teachers (see ``trainer.ensemble``); published teachers' logits are
-    cached in ``published_cache``."""
-    # Refuses members that disagree on labels or preprocessing.
-    members = load_members(checkpoint_paths, lambda path: load_teacher(path, dataset))
-    caches = [published_cache if path.is_dir() else None for path in checkpoint_paths]
-    return torch.stack(
-        [_logits(*member, dataset) for member in zip(checkpoint_paths, members, caches, strict=True)]
-    ).mean(0)
+def ensemble_logits(checkpoint_paths: Sequence[Path], dataset: FaceDataset) -> torch.Tensor:
+    """[N, 2, C] mean logits of one or several teachers (see ``trainer.ensemble``)."""
+    members = load_members(checkpoint_paths, load_teacher)  # refuses members that disagree on labels or preprocessing
+    return torch.stack([_logits(p, m, None, dataset) for p, m in zip(checkpoint_paths, members, strict=True)]).mean(0)
 
 
-def _logits(
-    checkpoint_path: Path, checkpoint: ModelCheckpoint, cache_dir: Path | None, dataset: FaceDataset
-) -> torch.Tensor:
+def user_cache() -> Path:
+    """Where published teachers' logits are cached: never in the store, which holds only what is served."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "microexp" / "teacher-logits"
+
+
+def _logits(checkpoint_path: Path, checkpoint: Teacher, cache_dir: Path | None, dataset: FaceDataset) -> torch.Tensor:
     if tuple(checkpoint.labels) != tuple(dataset.classes):
         raise ValueError(f"teacher predicts {checkpoint.labels}, the dataset has {list(dataset.classes)}")
-    if cache_dir is None and checkpoint_path.is_dir():  # never write into the store
-        raise ValueError(f"{checkpoint_path}: a published teacher's logits need a cache folder outside the store")
-    cache_dir = cache_dir or checkpoint_path.parent
+    cache_dir = cache_dir or (user_cache() if checkpoint_path.is_dir() else checkpoint_path.parent)
     cache = cache_dir / f"teacher_logits_{_fingerprint(checkpoint_path, dataset)}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=True)

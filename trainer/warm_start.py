@@ -25,8 +25,6 @@ from torch import nn
 from model_store.metadata import ModelMetadata
 from model_store.preprocess import PreprocessSpec, centre_crop
 from trainer.augment import scale
-from trainer.checkpoint import ModelCheckpoint
-from trainer.models import create_model
 from trainer.models.fusion import foldable_pairs
 
 # Largest difference allowed between the published graph's logits and the unfolded model's, on the calibration
@@ -61,22 +59,6 @@ def _classifier(model: nn.Module) -> tuple[str, nn.Linear]:
 def calibration_faces(grids: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     """Model inputs [N, 1, S, S] that calibrate a published model's batch norms: the first faces' centre crops."""
     return scale(centre_crop(grids[:CALIBRATION_FACES], spec).contiguous(), spec)
-
-
-def published_checkpoint(version_dir: Path, grids: torch.Tensor) -> ModelCheckpoint:
-    """A published model as a checkpoint of its own labels and preprocessing (e.g. to teach a student);
-    ``grids`` [N, R, R] are training faces at its grid size, for ``calibration_faces``."""
-    metadata = ModelMetadata.model_validate_json((version_dir / "metadata.json").read_text())
-    model = create_model(metadata.architecture, num_classes=len(metadata.labels))
-    identity = load_published(model, version_dir, metadata.labels, calibration_faces(grids, metadata.preprocess))
-    return ModelCheckpoint(
-        arch=metadata.architecture,
-        model_kwargs={},
-        state_dict=model.state_dict(),
-        labels=list(metadata.labels),
-        preprocess=metadata.preprocess,
-        provenance={"published": identity},
-    )
 
 
 @torch.no_grad()
