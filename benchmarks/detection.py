@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from benchmarks.images import encode_jpeg, one_face_photo
+from benchmarks.registry_photos import RegistryUnavailable, registry_scenes
 from benchmarks.scenes import ANGLES, Scene, empty_scenes, labelled_pools, photo_scenes, scenes
 from benchmarks.server import YUNET
 from model_store.faces import DetectorNotInstalledError, FaceDetector, HaarDetector, MTCNNDetector, YuNetDetector
@@ -142,13 +143,21 @@ def score(detector: FaceDetector, images: list[tuple[Scene, np.ndarray]]) -> dic
     }
 
 
-def scene_sets(count: int, empty: int) -> dict[str, list[Scene]]:
-    """The labelled scenes (when ../shared has the faces), the real photographs and the face-free scenes."""
+def scene_sets(count: int, empty: int) -> tuple[dict[str, list[Scene]], dict[str, str]]:
+    """The labelled scenes (when ../shared has the faces), the real photographs, the face-free scenes and the group
+    photographs from registry packages (when the registries answer); and why any set is left out."""
     sets = {"photos": photo_scenes(), "empty": empty_scenes(empty)}
+    missing = {}
     pools = labelled_pools()
     if pools:
         sets = {"scenes": scenes(count, pools), **sets}
-    return sets
+    else:
+        missing["scenes"] = "no FER+ or CK+ faces in ../shared"
+    try:
+        sets["registry"] = registry_scenes()
+    except RegistryUnavailable as error:
+        missing["registry"] = str(error)
+    return sets, missing
 
 
 def pipeline_share(store: ModelStore, size: str, seconds: float, names: list[str]) -> list[dict[str, object]]:
@@ -176,9 +185,8 @@ def pipeline_share(store: ModelStore, size: str, seconds: float, names: list[str
 def run(store: ModelStore, seconds: float, scene_count: int, empty_count: int) -> dict[str, object]:
     names = detector_names(store.root)
     usable = [name for name, problem in names.items() if problem is None]
-    sets = {
-        key: [(scene, decoded(scene)) for scene in group] for key, group in scene_sets(scene_count, empty_count).items()
-    }
+    groups, missing = scene_sets(scene_count, empty_count)
+    sets = {key: [(scene, decoded(scene)) for scene in group] for key, group in groups.items()}
     rows = []
     for name in usable:
         for max_side in WORKING_SIZES[name]:
@@ -194,6 +202,7 @@ def run(store: ModelStore, seconds: float, scene_count: int, empty_count: int) -
         "sets": {
             key: {"scenes": len(group), "faces": sum(len(s.faces) for s, _ in group)} for key, group in sets.items()
         },
+        "sets_left_out": missing,
         "unavailable": {name: problem for name, problem in names.items() if problem is not None},
         "detectors": rows,
         "pipeline": pipeline_share(store, "XXS", seconds, usable),

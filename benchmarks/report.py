@@ -337,6 +337,18 @@ def default_rows(run: dict) -> dict[str, dict]:
     return {row["detector"]: row for row in run["detection"]["detectors"] if row["default"]}
 
 
+def _registry_note(det: dict) -> str:
+    registry = det["sets"].get("registry")
+    if registry is None:
+        why = det.get("sets_left_out", {}).get("registry", "not part of this run")
+        return f"Group photographs from registry packages: left out ({why})."
+    return (
+        f"Group photographs: {registry['scenes']} real colour photographs from registry packages "
+        f"([benchmarks/registry_photos.json](../benchmarks/registry_photos.json); {registry['faces']} faces boxed by "
+        "hand, two images with none), at their own sizes (up to 1920 px)."
+    )
+
+
 def detection_section(run: dict) -> list[str]:
     det = run["detection"]
     sets = det["sets"]
@@ -348,11 +360,11 @@ def detection_section(run: dict) -> list[str]:
         f"CK+, 60-240 px, turned by {', '.join(f'{a}°' for a in det['angles'])}), {sets['photos']['scenes']} scenes of "
         f"real photographs (one face each) and {sets['empty']['scenes']} face-free scenes "
         "([benchmarks/scenes.py](../benchmarks/scenes.py)). Found: IoU ≥ "
-        f"{det['iou_threshold']} with the placed box; ms: median per scene, the detector alone.",
+        f"{det['iou_threshold']} with the placed box; ms: median per scene, the detector alone. " + _registry_note(det),
         "",
         "| detector | working size | ms per scene | recall | FER2013 | CK+ | recall at IoU 0.5 | median IoU | "
-        "false positives per scene | per face-free scene | real photos |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "false positives per scene | per face-free scene | real photos | group photos: found, false |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in det["detectors"]:
         mark = " (default)" if row["default"] else ""
@@ -368,6 +380,9 @@ def detection_section(run: dict) -> list[str]:
             fmt(found.get("false_positives_per_scene"), ".2f"),
             f"{row['empty']['false_positives_per_scene']:.2f}",
             f"{row['photos']['found']}/{row['photos']['faces']}",
+            f"{row['registry']['found']}/{row['registry']['faces']}, {row['registry']['false_positives']}"
+            if "registry" in row
+            else "—",
         ]
         out.append(f"| {row['detector']} | {row['max_side']}{mark} | " + " | ".join(figures) + " |")
     if "scenes" in sets:

@@ -200,6 +200,11 @@ def test_the_scene_tables_reach_the_docs(tmp_path):
     run["http_detectors"] = http
     run["machine"] = {"other_load": {"loadavg_1m": 0.0}}
     text = report.render([run])
+    assert "Group photographs from registry packages: left out (not part of this run)." in text
+    row["registry"] = detection.score(Scripted({1: [(100, 100, 80, 80), (300, 300, 50, 50)]}), images)
+    det["sets"]["registry"] = {"scenes": 1, "faces": 1}
+    text = report.render([run])
+    assert "| 1/1 | 1/1, 1 |" in text  # real photos; group photos: found, false
     assert "| yunet at 320 px: recall ≥ 97% on the scene benchmark | 100.0% of 1 faces" in text
     assert "| default server, 640x480 JPEG with one face, 8 connections: ≥ 150 req/s, 0 errors | 200 req/s" in text
     assert "| yunet **default (XXS)** | 0.0 | off | 1 | 100.0% (1.0 ms) |" in text
@@ -224,3 +229,15 @@ def test_fer_and_ck_faces_come_with_their_labels_without_the_ones_ferplus_calls_
         "neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"
     }  # fmt: skip
     assert "contempt" in {face.label for face in ck} and all(face.gray.shape == (48, 48) for face in fer + ck)
+
+
+def test_the_registry_photographs_annotations_name_their_packages_and_hold_plausible_boxes():
+    from benchmarks.registry_photos import ANNOTATIONS
+
+    annotations = json.loads(ANNOTATIONS.read_text())
+    for name, photo in annotations["photos"].items():
+        assert photo["package"] in annotations["packages"], name
+        assert len(photo["sha256"]) == 64
+        for x, y, width, height in photo["faces"]:
+            assert x >= 0 and y >= 0 and 50 <= width <= 400 and 50 <= height <= 400, name
+    assert sum(len(photo["faces"]) for photo in annotations["photos"].values()) == 28
