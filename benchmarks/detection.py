@@ -96,8 +96,9 @@ def decoded(scene: Scene) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(encode_jpeg(scene.bgr), np.uint8), cv2.IMREAD_COLOR)
 
 
-def size_bin(side: int) -> str:
-    return next(f"{low}-{high - 1}" for low, high in SIZE_BINS if low <= side < high)
+def size_bin(side: int) -> str | None:
+    """The placed faces' size bin of a face side; None past them (the group photographs' faces)."""
+    return next((f"{low}-{high - 1}" for low, high in SIZE_BINS if low <= side < high), None)
 
 
 def tally(counts: dict[str, list[int]], key: str, found: bool) -> None:
@@ -127,7 +128,9 @@ def score(detector: FaceDetector, images: list[tuple[Scene, np.ndarray]]) -> dic
                 overlaps.append(iou(face.box, boxes[hit]))
             tally(by["source"], face.source, hit is not None)
             tally(by["angle"], str(face.angle), hit is not None)
-            tally(by["size"], size_bin(max(face.box[2:])), hit is not None)
+            side_bin = size_bin(max(face.box[2:]))
+            if side_bin is not None:
+                tally(by["size"], side_bin, hit is not None)
         false_positives += len(boxes) - sum(hit is not None for hit in matched)
     return {
         "scenes": len(images),
