@@ -19,7 +19,17 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, end_to_end, http_load, machine, model_speed, quantize, report, video
+from benchmarks import (
+    detection,
+    end_to_end,
+    http_load,
+    machine,
+    model_speed,
+    quantize,
+    report,
+    video,
+    yunet_reach,
+)
 from benchmarks.official_tf import OFFICIAL
 from benchmarks.server import REPO
 from model_store.store import ModelStore
@@ -91,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         result["official_tf"] = official_tf(model_speed.thread_counts(), seconds, rounds=3)
     if "detection" in args.only:
         labelled, empty = DETECTION_SCENES[args.quick]
-        result["detection"] = detection.run(store, seconds / 2, labelled, empty)
+        sets, missing = detection.decoded_sets(labelled, empty)
+        result["detection"] = detection.run(store, seconds / 2, sets, missing)
+        if "scenes" in sets and "yunet" not in result["detection"]["unavailable"]:
+            result["detection"]["yunet_reach"] = yunet_reach.run(store.root, sets)
     if "accuracy" in args.only:
         result["accuracy"] = end_to_end.run(args.store, ACCURACY_SCENES[args.quick])
     with tempfile.TemporaryDirectory(prefix="microexp-bench-") as tmp:

@@ -185,11 +185,17 @@ def pipeline_share(store: ModelStore, size: str, seconds: float, names: list[str
     return rows
 
 
-def run(store: ModelStore, seconds: float, scene_count: int, empty_count: int) -> dict[str, object]:
+def decoded_sets(count: int, empty: int) -> tuple[dict[str, list[tuple[Scene, np.ndarray]]], dict[str, str]]:
+    """`scene_sets`, each scene with its image as the service decodes it."""
+    groups, missing = scene_sets(count, empty)
+    return {key: [(scene, decoded(scene)) for scene in group] for key, group in groups.items()}, missing
+
+
+def run(
+    store: ModelStore, seconds: float, sets: dict[str, list[tuple[Scene, np.ndarray]]], missing: dict[str, str]
+) -> dict[str, object]:
     names = detector_names(store.root)
     usable = [name for name, problem in names.items() if problem is None]
-    groups, missing = scene_sets(scene_count, empty_count)
-    sets = {key: [(scene, decoded(scene)) for scene in group] for key, group in groups.items()}
     rows = []
     for name in usable:
         for max_side in WORKING_SIZES[name]:

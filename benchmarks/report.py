@@ -398,6 +398,8 @@ def detection_section(run: dict) -> list[str]:
             turns = [_share(_pooled(by["angle"], [str(a), str(-a)])) for a in (0, 10, 20)]
             sides = [_share(by["size"].get(b)) for b in _size_bins(det)]
             out.append(f"| {name} ({row['max_side']}) | " + " | ".join(turns + sides) + " |")
+    if "yunet_reach" in det:
+        out += ["", *yunet_reach_table(det["yunet_reach"])]
     out += [
         "",
         "In-process pipeline on the 640x480 one-face JPEG (XXS, medians, ms):",
@@ -410,6 +412,32 @@ def detection_section(run: dict) -> list[str]:
             f"| {row['detector']} | {row['decode_ms']:.2f} | {row['detect_ms']:.2f} | {row['preprocess_ms']:.2f} | "
             f"{row['inference_ms']:.2f} | {row['total_ms']:.2f} | {row['detect_share']:.0%} |"
         )
+    return out
+
+
+def yunet_reach_table(reach: dict) -> list[str]:
+    """Rows: working size and looks; columns: score thresholds; cells: recall / false positives per scene."""
+    rows: dict[tuple[int, int], dict[float, dict]] = {}
+    for row in reach["rows"]:
+        rows.setdefault((row["max_side"], max(row["turns"])), {})[row["threshold"]] = row
+    thresholds = sorted({t for by in rows.values() for t in by})
+    out = [
+        f"YuNet's reach ([benchmarks/yunet_reach.py](../benchmarks/yunet_reach.py)): the first look alone (no second "
+        f"look), or with two more at the scene turned both ways; each cell the recall on the {reach['scenes']} "
+        f"labelled scenes / false positives per labelled scene (per face-free scene in brackets); "
+        "ms: median per scene.",
+        "",
+        "| working size | looks | ms | " + " | ".join(f"score ≥ {t}" for t in thresholds) + " |",
+        "|---|---|---|" + "---|" * len(thresholds),
+    ]
+    for (side, turn), by in rows.items():
+        looks = f"upright, ±{turn}°" if turn else "upright"
+        cells = [
+            f"{by[t]['recall']:.1%} / {by[t]['false_positives_per_scene']:.2f} "
+            f"({by[t]['false_positives_per_empty_scene']:.2f})"
+            for t in thresholds
+        ]
+        out.append(f"| {side} | {looks} | {by[thresholds[0]]['ms_median']:.1f} | " + " | ".join(cells) + " |")
     return out
 
 

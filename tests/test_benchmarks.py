@@ -10,7 +10,7 @@ import pytest
 from conftest import CKPLUS48, SHARED, YUNET, need
 from store_factory import publish_student
 
-from benchmarks import detection, end_to_end, model_speed, report, scenes, tradeoff
+from benchmarks import detection, end_to_end, model_speed, report, scenes, tradeoff, yunet_reach
 from model_store.faces import Face, HaarDetector, YuNetDetector
 from model_store.preprocess import ViewCount
 from model_store.store import ModelStore
@@ -120,6 +120,46 @@ def test_the_real_photographs_are_found_where_their_boxes_say():
             if detection.score(detector, [(scene, detection.decoded(scene))])["found"] == 1
         }
         assert found == expected[detector.name] & {scene.faces[0].name for scene in upright}, detector.name
+
+
+def turned_astronaut(angle: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """skimage's astronaut turned by `angle` about her face, the face 160 px, on a grey 640x480 scene off its centre
+    (about which the turned looks turn: a box turned back the wrong way lands elsewhere)."""
+    image, (x, y, w, h) = scenes.photos()["astronaut"]
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    scale, centre = 160 / max(w, h), (200.0, 170.0)
+    alpha = scenes.feathered_oval(*image.shape[:2], feather=min(image.shape[:2]) * 0.1)
+    scenes.paste(canvas, image, alpha, scenes.transform((x + w / 2, y + h / 2), scale, angle, centre))
+    return canvas, (
+        round(centre[0] - w * scale / 2),
+        round(centre[1] - h * scale / 2),
+        round(w * scale),
+        round(h * scale),
+    )
+
+
+def test_yunets_turned_looks_find_a_turned_face_where_it_is_and_the_sweep_counts_them():
+    detector = YuNetDetector(need(YUNET), max_side=320, score_threshold=0.3)
+    canvas, truth = turned_astronaut(45)
+    upright = yunet_reach.candidates(detector, canvas, turns=False)
+    looks = yunet_reach.candidates(detector, canvas, turns=True)
+    assert len(upright) == 1 and len(looks) == 3
+    # The look turned against the face sees it nearly upright: surer, and its box, turned back, sits on the face.
+    best_box, best_score = max(looks, key=lambda look: look[1])
+    assert best_score > upright[0][1] and detection.iou(best_box, truth) > 0.85
+    assert yunet_reach.merged(looks, 0.3) == [best_box]  # one face, one box
+    assert yunet_reach.merged(looks, 0.99) == []
+
+    scene = scenes.Scene("turned", "grey", canvas, (scenes.PlacedFace(truth, None, "photo", "astronaut", 45),))
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    rows = yunet_reach.sweep(detector, [(scene, canvas)], [(scenes.Scene("e", "grey", blank, ()), blank)], turns=True)
+    assert [row["threshold"] for row in rows] == list(yunet_reach.THRESHOLDS)
+    assert [row["recall"] for row in rows] == [1.0 if t <= best_score else 0.0 for t in yunet_reach.THRESHOLDS]
+    assert all(row["false_positives_per_scene"] == row["false_positives_per_empty_scene"] == 0 for row in rows)
+    table = report.yunet_reach_table(
+        {"scenes": 1, "empty_scenes": 1, "rows": [{"max_side": 320, "turns": [0, 25, -25], **row} for row in rows]}
+    )
+    assert "| 320 | upright, ±25° |" in table[-1] and "100.0% / 0.00 (0.00)" in table[-1]
 
 
 def test_matching_pairs_each_detection_with_one_face_largest_overlap_first():
