@@ -3,8 +3,8 @@ docs/benchmarks.md.
 
 Sections: machine (CPU, cores, versions, FLOP/s peak), model only (onnxruntime, PyTorch eager, the authors'
 TensorFlow formulation, the arithmetic floor), face detection on the scene benchmark, end-to-end accuracy on it
-(detector x alignment x views x size), worker/thread layouts, end-to-end HTTP, the default server's requests/s by
-detector, a video's frames/s over HTTP, int8.
+(detector x alignment x views x size), camera-sized photographs through the pipeline, worker/thread layouts,
+end-to-end HTTP, the default server's requests/s by detector, a video's frames/s over HTTP, int8.
 ``--quick`` shortens every timing for development (its numbers are not for docs/benchmarks.md).
 """
 
@@ -25,6 +25,7 @@ from benchmarks import (
     http_load,
     machine,
     model_speed,
+    photo_sizes,
     quantize,
     report,
     video,
@@ -35,7 +36,7 @@ from benchmarks.server import REPO
 from model_store.store import ModelStore
 
 HISTORY = REPO / "benchmarks" / "history"
-SECTIONS = ("model", "tensorflow", "detection", "accuracy", "layouts", "http", "detectors", "video", "int8")
+SECTIONS = ("model", "tensorflow", "detection", "accuracy", "photos", "layouts", "http", "detectors", "video", "int8")
 # Scenes for the detection and accuracy sections, full and --quick: the accuracy grid runs each scene 60 times.
 DETECTION_SCENES = {False: (400, 100), True: (40, 10)}  # labelled scenes, face-free scenes
 ACCURACY_SCENES = {False: 240, True: 12}
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
             result["detection"]["yunet_reach"] = yunet_reach.run(store.root, sets)
     if "accuracy" in args.only:
         result["accuracy"] = end_to_end.run(args.store, ACCURACY_SCENES[args.quick])
+    if "photos" in args.only:
+        result["photos"] = photo_sizes.run(store, seconds)
     with tempfile.TemporaryDirectory(prefix="microexp-bench-") as tmp:
         logs = Path(tmp)
         layout = tuple(map(int, args.layout.split("x"))) if args.layout else None

@@ -313,6 +313,10 @@ def has_http_detectors(run: dict) -> bool:
     return "points" in run.get("http_detectors", {})
 
 
+def has_photos(run: dict) -> bool:
+    return "rows" in run.get("photos", {})
+
+
 def has_video(run: dict) -> bool:
     return "clips" in run.get("video", {})
 
@@ -584,6 +588,40 @@ def video_section(run: dict) -> list[str]:
     return out
 
 
+def photos_section(run: dict) -> list[str]:
+    photos = run["photos"]
+    out = [
+        _source(run),
+        "",
+        f"One-face JPEGs (the astronaut on a wider photograph, with a camera's grain) through the service's own "
+        f"pipeline in one process, size {photos['size']} ({photos['model']}), {photos['detector']}, every other "
+        "setting at its default; each stage's median time, the JPEG decoded whole and as the server decodes it by "
+        "default (at 1/2, 1/4 or 1/8 scale while the longer side stays at least MICROEXP_DECODE_MIN_SIDE = "
+        f"{photos['decode_min_side']} px); what that changes in the answer: the face box's overlap with the whole "
+        "decode's (IoU), the largest change of any probability, the same expression or not "
+        "(benchmarks/photo_sizes.py).",
+        "",
+        f"{other_load(run)}.",
+        "",
+        "| photo | MB | decoded by default | decode ms whole / default | detect ms whole / default | total ms whole "
+        "| total ms default | whole / default | box IoU | probability change | same expression |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in photos["rows"]:
+        whole, default = row["whole"], row["default"]
+        decoded = "x".join(str(side) for side in default["decoded"])
+        iou_text = f"{row['box_iou']:.3f}" if "box_iou" in row else "—"
+        change = f"{row['probability_change']:.4f}" if "probability_change" in row else "—"
+        same = ("yes" if row["same_expression"] else "no") if "same_expression" in row else "—"
+        out.append(
+            f"| {row['width']}x{row['height']} | {row['bytes'] / 1e6:.2f} | {decoded} | "
+            f"{whole['decode_ms']:.1f} / {default['decode_ms']:.1f} | {whole['detect_ms']:.1f} / "
+            f"{default['detect_ms']:.1f} | {whole['total_ms']:.1f} | {default['total_ms']:.1f} | "
+            f"{whole['total_ms'] / default['total_ms']:.2f}× | {iou_text} | {change} | {same} |"
+        )
+    return out
+
+
 def detector_targets(scenes_run: dict | None, http_run: dict | None) -> list[str]:
     """Issue 18's bars: recall of YuNet and MTCNN, the default server's requests/s; the other figures stated."""
     out = ["| target | measured | met |", "|---|---|---|"]
@@ -751,6 +789,9 @@ def render(runs: list[dict]) -> str:
         out += ["## End-to-end accuracy on the scenes", "", *accuracy_section(accuracy_run, scenes_run), ""]
     if http_run:
         out += ["## Requests/s by detector, default server", "", *http_detectors_section(http_run), ""]
+    photos_run = newest(runs, has_photos)
+    if photos_run:
+        out += ["## Camera-sized photographs", "", *photos_section(photos_run), ""]
     video_run = newest(runs, has_video)
     if video_run:
         out += ["## A video end to end", "", *video_section(video_run), ""]

@@ -100,7 +100,8 @@ class InProcess:
                 video = chosen.video(path, video_limits(self.settings), params.get("fps"), track, smoothing, progress)
                 response: BaseModel = to_video_response(video, track, smoothing, request_id)
             else:
-                response = to_response(chosen.image(path.read_bytes(), self.settings.max_pixels), request_id)
+                analysis = chosen.image(path.read_bytes(), self.settings.max_pixels, self.settings.decode_min_side)
+                response = to_response(analysis, request_id)
         except ApiError as error:
             return {"error": error.detail_body().model_dump(mode="json")}
         return response.model_dump(mode="json")

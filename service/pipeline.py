@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,13 +101,17 @@ def analyse(
     *,
     align: bool = False,
     views: ViewCount = ViewCount.CENTRE,
+    min_side: int = 0,
 ) -> Analysis:
     """Faces in an uploaded image with their expression probabilities; `detector` None: the image is one face.
 
     `align`: turn each face whose detector gave eye landmarks so that the eyes are level; `views`: average the
-    probabilities over that many test-time views of each face.
+    probabilities over that many test-time views of each face; `min_side`: a large JPEG may be decoded at a reduced
+    scale down to this longer side (``service.decode``; 0: whole), its faces still reported in its own pixels.
     """
-    (analysis,) = analyse_batch([data], model, detector, max_faces, max_pixels, align=align, views=views)
+    (analysis,) = analyse_batch(
+        [data], model, detector, max_faces, max_pixels, align=align, views=views, min_side=min_side
+    )
     if isinstance(analysis, ApiError):
         raise analysis
     return analysis
@@ -122,6 +126,7 @@ def analyse_batch(
     *,
     align: bool = False,
     views: ViewCount = ViewCount.CENTRE,
+    min_side: int = 0,
 ) -> list[Analysis | ApiError]:
     """``analyse`` for each upload, in order; an upload that is (or raises) an ApiError gives that error in its place.
 
@@ -133,7 +138,7 @@ def analyse_batch(
             if isinstance(upload, ApiError):
                 raise upload
             start = time.perf_counter()
-            image = decode(upload, max_pixels)
+            image = decode(upload, max_pixels, min_side)
             decode_ms = (time.perf_counter() - start) * 1000
             decoded.append((image, find_faces(image.bgr, model, detector, max_faces, align, views), decode_ms))
         except ApiError as error:
@@ -155,5 +160,6 @@ def analyse_batch(
             inference_ms=inference_ms,
         )
         detector_name = None if detector is None else detector.name
-        results.append(Analysis(image, model, detector_name, views, next(faces), timing))
+        in_upload = [replace(face, box=image.to_upload(face.box)) for face in next(faces)]
+        results.append(Analysis(image, model, detector_name, views, in_upload, timing))
     return results

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         30.0, gt=0, description="seconds a client has to send its whole request body (408 past it)"
     )
     max_pixels: int = Field(40_000_000, ge=1, description="largest image (width x height) decoded")
+    decode_min_side: int = Field(
+        1600,
+        ge=0,
+        description="a larger JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) while its longer side "
+        "stays at least this, faces still reported in its own pixels; 0: every image decoded whole",
+    )
     max_concurrency: int = Field(8, ge=1, description="requests handled at once per worker (probes not counted)")
     max_queue: int = Field(32, ge=0, description="requests waiting for a slot; more are refused with 503")
     request_timeout: float = Field(30.0, gt=0, description="seconds a request may wait for a slot (503 past it)")

@@ -10,7 +10,7 @@ import pytest
 from conftest import CKPLUS48, SHARED, YUNET, need
 from store_factory import publish_student
 
-from benchmarks import detection, end_to_end, model_speed, report, scenes, tradeoff, yunet_reach
+from benchmarks import detection, end_to_end, model_speed, photo_sizes, report, scenes, tradeoff, yunet_reach
 from model_store.faces import Face, HaarDetector, YuNetDetector
 from model_store.preprocess import ViewCount
 from model_store.store import ModelStore
@@ -160,6 +160,26 @@ def test_yunets_turned_looks_find_a_turned_face_where_it_is_and_the_sweep_counts
         {"scenes": 1, "empty_scenes": 1, "rows": [{"max_side": 320, "turns": [0, 25, -25], **row} for row in rows]}
     )
     assert "| 320 | upright, ±25° |" in table[-1] and "100.0% / 0.00 (0.00)" in table[-1]
+
+
+def test_camera_sized_photos_are_decoded_reduced_with_the_same_face_and_reach_the_docs(tmp_path):
+    need(YUNET)
+    store = ModelStore(tmp_path / "store", create=True)
+    publish_student(store, "M", family="dsvgg5")
+    result = photo_sizes.run(store, seconds=0.0)
+    rows = {(row["width"], row["height"]): row for row in result["rows"]}
+    assert list(rows) == list(photo_sizes.SIZES)
+    assert rows[(640, 480)]["default"]["decoded"] == [640, 480]
+    assert rows[(4032, 3024)]["default"]["decoded"] == [2016, 1512]  # past twice the default 1600 px: half scale
+    assert rows[(6000, 4000)]["default"]["decoded"] == [3000, 2000]
+    for row in rows.values():
+        assert row["whole"]["decoded"] == [row["width"], row["height"]]
+        assert row["whole"]["faces"] == row["default"]["faces"] == 1
+        assert row["box_iou"] > 0.9 and row["truth_iou"]["default"] > 0.6
+    run = {"label": "t", "quick": False, "file": "20260101T000000Z-t.json", "photos": result}
+    run["machine"] = {"other_load": {"loadavg_1m": 0.0, "busy_processes": []}}
+    table = report.photos_section(run)
+    assert table[-1].startswith("| 6000x4000 | ") and "| 3000x2000 | " in table[-1]
 
 
 def test_matching_pairs_each_detection_with_one_face_largest_overlap_first():

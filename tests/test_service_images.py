@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from server_fixture import astronaut, encode, png_declaring
 
-from service.decode import decode
+from service.decode import decode, reduction
 from service.errors import ApiError
-from service.image_header import HeaderError, read_header
+from service.image_header import HeaderError, ImageHeader, read_header
 
 RGB = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
 
@@ -96,3 +96,38 @@ def test_jpeg_exif_orientation_is_applied(orientation: int, turn: int) -> None:
     decoded = decode(pillow("JPEG", np.ascontiguousarray(stored), exif=exif.tobytes(), quality=95), 10**6).bgr
     assert decoded.shape == upright.shape
     assert decoded[:, :40].mean() > 200 and decoded[:, 60:].mean() < 50
+
+
+@pytest.mark.parametrize(
+    ("header", "min_side", "divisor"),
+    [
+        (ImageHeader("jpeg", 4032, 3024), 1600, 2),  # a phone's 12 MP: 2016 px
+        (ImageHeader("jpeg", 3024, 4032), 1600, 2),  # the same, portrait
+        (ImageHeader("jpeg", 8064, 6048), 1600, 4),
+        (ImageHeader("jpeg", 12801, 100), 1600, 8),  # libjpeg rounds up: 1601 px
+        (ImageHeader("jpeg", 3199, 2000), 1600, 2),  # half: 1599.5, rounded up to 1600
+        (ImageHeader("jpeg", 3198, 2000), 1600, 1),  # half: 1599
+        (ImageHeader("jpeg", 1920, 1080), 1600, 1),
+        (ImageHeader("jpeg", 4032, 3024), 0, 1),  # 0: whole
+        (ImageHeader("png", 4032, 3024), 1600, 1),  # only libjpeg decodes at a reduced scale
+    ],
+)
+def test_reduction_keeps_the_longer_side_at_least_min_side(header: ImageHeader, min_side: int, divisor: int) -> None:
+    assert reduction(header, min_side) == divisor
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(1, 0), (6, -1)])
+def test_large_jpeg_is_decoded_reduced_upright_and_boxes_map_back(orientation: int, turn: int) -> None:
+    upright = np.zeros((2000, 3200, 3), np.uint8)
+    upright[:, :1600] = 255  # white on the left when upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = pillow("JPEG", np.ascontiguousarray(np.rot90(upright, -turn)), exif=exif.tobytes(), quality=90)
+
+    reduced, whole = decode(data, 10**7, min_side=1600), decode(data, 10**7)
+    assert reduced.bgr.shape == (1000, 1600, 3) and whole.bgr.shape == upright.shape
+    assert (reduced.width, reduced.height) == (whole.width, whole.height) == (3200, 2000)
+    assert reduced.bgr[:, :780].mean() > 250 and reduced.bgr[:, 820:].mean() < 5
+    assert reduced.to_upload((100, 50, 400, 300)) == (200, 100, 800, 600)
+    assert whole.to_upload((100, 50, 400, 300)) == (100, 50, 400, 300)
+    assert reduced.to_upload((1500, 900, 100, 100)) == (3000, 1800, 200, 200)  # up to the upload's edge

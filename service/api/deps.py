@@ -116,12 +116,28 @@ class Classifier:
     align: bool
     views: ViewCount
 
-    def image(self, data: bytes, max_pixels: int) -> Analysis:
-        return analyse(data, self.model, self.detector, self.max_faces, max_pixels, align=self.align, views=self.views)
+    def image(self, data: bytes, max_pixels: int, min_side: int) -> Analysis:
+        return analyse(
+            data,
+            self.model,
+            self.detector,
+            self.max_faces,
+            max_pixels,
+            align=self.align,
+            views=self.views,
+            min_side=min_side,
+        )
 
-    def images(self, uploads: Sequence[bytes | ApiError], max_pixels: int) -> list[Analysis | ApiError]:
+    def images(self, uploads: Sequence[bytes | ApiError], max_pixels: int, min_side: int) -> list[Analysis | ApiError]:
         return analyse_batch(
-            uploads, self.model, self.detector, self.max_faces, max_pixels, align=self.align, views=self.views
+            uploads,
+            self.model,
+            self.detector,
+            self.max_faces,
+            max_pixels,
+            align=self.align,
+            views=self.views,
+            min_side=min_side,
         )
 
     def video(

@@ -3,6 +3,7 @@ drawn)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -31,22 +32,32 @@ router = APIRouter(prefix="/v1", tags=["inference"])
 INFERENCE_ERRORS = responses(400, 404, 408, 413, 415, 422, 503, *ACCESS_STATUSES)
 
 
-async def analysed(
-    request: Request,
-    config: Annotated[Settings, Depends(settings)],
-    chosen: Annotated[Classifier, Depends(classifier)],
-    upload: Annotated[Upload, Depends(read_upload)],
-) -> Analysis:
-    # CPU-bound (OpenCV and onnxruntime release the GIL), so off the event loop.
-    analysis = await run_in_threadpool(chosen.image, upload.data, config.max_pixels)
-    request.state.log_fields = {
-        **request.state.log_fields,
-        "detector": analysis.detector,
-        "views": int(analysis.views),
-        "faces": len(analysis.faces),
-        "image": f"{analysis.image.format} {analysis.image.bgr.shape[1]}x{analysis.image.bgr.shape[0]}",
-    }
-    return analysis
+@dataclass(frozen=True)
+class Analysed:
+    """The dependency that analyses a request's image. `whole`: decode it at full size even when it is a large JPEG
+    (``Settings.decode_min_side``), for an answer drawn on the image itself."""
+
+    whole: bool = False
+
+    async def __call__(
+        self,
+        request: Request,
+        config: Annotated[Settings, Depends(settings)],
+        chosen: Annotated[Classifier, Depends(classifier)],
+        upload: Annotated[Upload, Depends(read_upload)],
+    ) -> Analysis:
+        min_side = 0 if self.whole else config.decode_min_side
+        # CPU-bound (OpenCV and onnxruntime release the GIL), so off the event loop.
+        analysis = await run_in_threadpool(chosen.image, upload.data, config.max_pixels, min_side)
+        image = analysis.image
+        request.state.log_fields = {
+            **request.state.log_fields,
+            "detector": analysis.detector,
+            "views": int(analysis.views),
+            "faces": len(analysis.faces),
+            "image": f"{image.format} {image.width}x{image.height}",
+        }
+        return analysis
 
 
 def face_prediction(face: FaceResult, labels: list[str]) -> FacePrediction:
@@ -74,14 +85,14 @@ def model_used(model: LoadedModel) -> ModelUsed:
 
 
 def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
-    height, width = analysis.image.bgr.shape[:2]
+    image = analysis.image
     faces = [face_prediction(face, analysis.model.metadata.labels) for face in analysis.faces]
     return PredictResponse(
         request_id=request_id,
         model=model_used(analysis.model),
         detector=analysis.detector,
         views=analysis.views,
-        image=ImageInfo(format=analysis.image.format, width=width, height=height),
+        image=ImageInfo(format=image.format, width=image.width, height=image.height),
         no_face=not faces,
         faces=faces,
         timing=analysis.timing,
@@ -95,7 +106,7 @@ def to_response(analysis: Analysis, request_id: str) -> PredictResponse:
     responses=INFERENCE_ERRORS,
     openapi_extra={"requestBody": REQUEST_BODY},
 )
-async def predict(request: Request, analysis: Annotated[Analysis, Depends(analysed)]) -> PredictResponse:
+async def predict(request: Request, analysis: Annotated[Analysis, Depends(Analysed())]) -> PredictResponse:
     return to_response(analysis, request.state.request_id)
 
 
@@ -114,7 +125,7 @@ async def predict_batch(
     """Up to `MICROEXP_BATCH_MAX_IMAGES` images of `MICROEXP_BATCH_MAX_BYTES` together. An image that cannot be
     read gets an error in its place; the faces of all the others are classified in one model run."""
     images = await read_batch(request, config.batch_max_images, config.batch_max_bytes)
-    analyses = await run_in_threadpool(chosen.images, images, config.max_pixels)
+    analyses = await run_in_threadpool(chosen.images, images, config.max_pixels, config.decode_min_side)
     results: list[PredictResponse | BatchError] = [
         BatchError(error=analysis.detail_body())
         if isinstance(analysis, ApiError)
@@ -146,7 +157,7 @@ _IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     openapi_extra={"requestBody": REQUEST_BODY},
 )
 async def annotate_image(
-    analysis: Annotated[Analysis, Depends(analysed)],
+    analysis: Annotated[Analysis, Depends(Analysed(whole=True))],
     format: Annotated[ImageFormat, Query(description="encoding of the returned image")] = "jpeg",
 ) -> Response:
     content = await run_in_threadpool(annotate, analysis, format)
